@@ -1,0 +1,24 @@
+# Multi-stage image: build a wheel with its dependencies, run it as an unprivileged user.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY govern ./govern
+COPY migrations ./migrations
+COPY policies ./policies
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir --upgrade pip \
+ && /opt/venv/bin/pip install --no-cache-dir .
+
+FROM python:3.11-slim
+RUN useradd --system --create-home --home-dir /var/lib/govern govern
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    GOVERN_HOME=/var/lib/govern \
+    GOVERN_MODE=production \
+    PYTHONUNBUFFERED=1
+USER govern
+WORKDIR /var/lib/govern
+EXPOSE 8000 8815
+HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8000/healthz'); sys.exit(0)"
+# Production needs GOVERN_SIGNING_SECRET (and usually GOVERN_DATABASE_URL); serve migrates first.
+CMD ["govern", "serve", "--host", "0.0.0.0", "--port", "8000", "--flight-port", "8815"]

@@ -1,0 +1,48 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from govern import __version__
+from govern.api.errors import install_error_handlers
+from govern.api.limits import BodyLimit
+from govern.api.metrics import ApiMetrics, MetricsMiddleware
+from govern.api.routes import datasets, health, principals
+from govern.gateway import Gateway
+
+__all__ = ["UPLOAD_PATHS", "create_app"]
+
+# Routes that take file uploads get the larger body cap.
+UPLOAD_PATHS = ("/v1/datasets",)
+
+
+def create_app(gateway: Gateway, *, close_on_shutdown: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if close_on_shutdown:
+            gateway.close()
+
+    app = FastAPI(
+        title="govern",
+        version=__version__,
+        description="Data-governance gateway for ML training data.",
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    app.state.metrics = ApiMetrics()
+    install_error_handlers(app)
+    for module in (health, datasets, principals):
+        app.include_router(module.router)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=gateway.settings.max_body_bytes,
+        upload_max_bytes=gateway.settings.max_upload_bytes,
+        upload_paths=UPLOAD_PATHS,
+    )
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    return app

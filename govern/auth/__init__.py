@@ -1,0 +1,18 @@
+"""Who is calling: principals, roles, bearer tokens. Attributes always come from the store."""
+
+from __future__ import annotations
+
+from govern.auth.principals import Caller, PrincipalRecord, PrincipalService
+from govern.auth.roles import ROLES, Action, ensure_allowed, is_allowed
+from govern.auth.tokens import TokenService
+
+__all__ = [
+    "ROLES",
+    "Action",
+    "Caller",
+    "PrincipalRecord",
+    "PrincipalService",
+    "TokenService",
+    "ensure_allowed",
+    "is_allowed",
+]

@@ -1,0 +1,53 @@
+"""Roles and what each may call. The one table of route permissions; handlers ask it, never
+check roles themselves."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from govern.errors import Forbidden
+
+__all__ = ["ROLES", "Action", "ensure_allowed", "is_allowed"]
+
+ROLES: tuple[str, ...] = ("admin", "steward", "auditor", "compliance", "trainer")
+
+
+class Action(StrEnum):
+    DATASETS_READ = "datasets.read"
+    DATASETS_WRITE = "datasets.write"
+    DECIDE_SELF = "decisions.self"
+    DECIDE_ANY = "decisions.any"
+    POLICIES_READ = "policies.read"
+    POLICIES_WRITE = "policies.write"
+    PRINCIPALS_READ = "principals.read"
+    PRINCIPALS_WRITE = "principals.write"
+    TOKENS_WRITE = "tokens.write"
+    LEDGER_READ = "ledger.read"
+
+
+_EVERYONE = frozenset(ROLES)
+_GRANTS: dict[Action, frozenset[str]] = {
+    Action.DATASETS_READ: _EVERYONE,
+    Action.DATASETS_WRITE: frozenset({"admin", "steward"}),
+    Action.DECIDE_SELF: _EVERYONE,
+    # Asking about another principal reveals what they may see: reviewers only.
+    Action.DECIDE_ANY: frozenset({"admin", "steward", "auditor", "compliance"}),
+    Action.POLICIES_READ: frozenset({"admin", "steward", "auditor", "compliance"}),
+    Action.POLICIES_WRITE: frozenset({"admin", "steward"}),
+    Action.PRINCIPALS_READ: frozenset({"admin", "steward", "auditor"}),
+    Action.PRINCIPALS_WRITE: frozenset({"admin"}),
+    Action.TOKENS_WRITE: frozenset({"admin"}),
+    Action.LEDGER_READ: _EVERYONE,
+}
+
+
+def is_allowed(role: str, action: Action) -> bool:
+    return role in _GRANTS.get(action, frozenset())
+
+
+def ensure_allowed(role: str, action: Action) -> None:
+    if not is_allowed(role, action):
+        raise Forbidden(
+            f"role {role!r} may not {action.value}",
+            details={"role": role, "action": action.value},
+        )

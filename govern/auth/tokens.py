@@ -1,0 +1,108 @@
+"""Signed, expiring, revocable bearer tokens (JWT, HS256).
+
+A token names a principal and one of its roles. Verification checks, in order:
+1. the signature and the issuer, 2. expiry, 3. that the token was issued by this store and not
+revoked, 4. that the principal still exists, is enabled and still holds the role.
+Any failure is an AuthError (401); nothing about a bad token is trusted.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+
+import jwt
+
+from govern.auth.principals import Caller, PrincipalService, validate_principal_id
+from govern.errors import AuthError, PrincipalNotFound, ValidationError
+from govern.store.db import Database
+from govern.store.models import Principal, Token
+
+__all__ = ["TokenService"]
+
+_ISSUER = "govern"
+_ALGORITHM = "HS256"
+
+
+class TokenService:
+    def __init__(self, db: Database, secret: bytes, ttl_seconds: int) -> None:
+        self.db = db
+        self._secret = secret
+        self.ttl = timedelta(seconds=ttl_seconds)
+        self.principals = PrincipalService(db)
+
+    def issue(self, subject: str, role: str, ttl_seconds: int | None = None) -> str:
+        validate_principal_id(subject)
+        now = datetime.now(UTC)
+        expires = now + (timedelta(seconds=ttl_seconds) if ttl_seconds else self.ttl)
+        jti = secrets.token_hex(16)
+        with self.db.session() as s:
+            principal = s.get(Principal, subject)
+            if principal is None:
+                raise PrincipalNotFound(
+                    f"no principal {subject!r}; create it first", details={"id": subject}
+                )
+            if role not in principal.roles:
+                raise ValidationError(
+                    f"principal {subject!r} does not hold role {role!r}",
+                    details={"roles": list(principal.roles)},
+                )
+            s.add(
+                Token(jti=jti, principal_id=subject, role=role, issued_at=now, expires_at=expires)
+            )
+        claims = {
+            "iss": _ISSUER,
+            "sub": subject,
+            "role": role,
+            "jti": jti,
+            "iat": int(now.timestamp()),
+            "exp": int(expires.timestamp()),
+        }
+        return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
+
+    def revoke(self, jti: str) -> None:
+        with self.db.session() as s:
+            row = s.get(Token, jti)
+            if row is None:
+                raise ValidationError("no such token", details={"jti": jti[:64]})
+            row.revoked_at = datetime.now(UTC)
+
+    def revoke_all(self, subject: str) -> int:
+        now = datetime.now(UTC)
+        with self.db.session() as s:
+            rows = s.query(Token).filter(Token.principal_id == subject, Token.revoked_at.is_(None))
+            count = 0
+            for row in rows:
+                row.revoked_at = now
+                count += 1
+            return count
+
+    def verify(self, token: str) -> Caller:
+        # 1-2. signature, issuer, expiry (PyJWT checks exp when present; we require it).
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[_ALGORITHM],
+                issuer=_ISSUER,
+                options={"require": ["exp", "iat", "sub", "jti", "iss"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthError("token expired", details={"reason": "expired"}) from exc
+        except jwt.InvalidTokenError as exc:
+            raise AuthError("invalid token", details={"reason": "invalid"}) from exc
+        # 3. issued here and not revoked.
+        with self.db.session() as s:
+            row = s.get(Token, str(claims["jti"]))
+            if row is None or row.revoked_at is not None:
+                raise AuthError("token revoked or unknown", details={"reason": "revoked"})
+            if row.principal_id != claims["sub"] or row.role != claims.get("role"):
+                raise AuthError("invalid token", details={"reason": "invalid"})
+        # 4. the principal still holds the role.
+        try:
+            principal = self.principals.get(str(claims["sub"]))
+        except PrincipalNotFound as exc:
+            raise AuthError("principal no longer exists", details={"reason": "revoked"}) from exc
+        if principal.disabled or row.role not in principal.roles:
+            raise AuthError("principal disabled or role withdrawn", details={"reason": "revoked"})
+        return Caller(principal=principal, role=row.role, token_id=row.jti)

@@ -1,0 +1,47 @@
+"""Identifier rules. Names that pass here are the only ones that ever reach SQL or a file path."""
+
+from __future__ import annotations
+
+import re
+
+from govern.errors import BadRequest
+
+__all__ = ["ROW_ID", "validate_column_name", "validate_dataset_name", "validate_tag"]
+
+# The stable per-version row id that provenance and erasure key on.
+ROW_ID = "_row_id"
+
+_DATASET = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_COLUMN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
+_TAG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+# r.obj.dataset is the dataset name in every policy request, so no column may take that name.
+_RESERVED_COLUMNS = frozenset({"dataset"})
+
+
+def validate_dataset_name(name: str) -> str:
+    if not _DATASET.match(name):
+        raise BadRequest(
+            "dataset names are 1-63 characters: a lowercase letter, then lowercase letters, "
+            "digits or underscores",
+            details={"name": name[:100]},
+        )
+    return name
+
+
+def validate_column_name(name: str) -> str:
+    if not _COLUMN.match(name) or name.lower() in _RESERVED_COLUMNS:
+        raise BadRequest(
+            "column names are 1-63 characters: a letter, then letters, digits or underscores, "
+            "and not 'dataset'",
+            details={"column": name[:100]},
+        )
+    return name
+
+
+def validate_tag(tag: str) -> str:
+    if not _TAG.match(tag):
+        raise BadRequest(
+            "tags are lowercase letters, digits and ._- (e.g. pii.email)",
+            details={"tag": tag[:100]},
+        )
+    return tag

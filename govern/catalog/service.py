@@ -1,0 +1,320 @@
+"""Registering and reading dataset versions.
+
+A version is a Parquet file under ``GOVERN_HOME/datasets/<name>/`` written once and never
+changed, with a ``_row_id`` column (0..n-1) added on the way in: (version, row id) is the stable
+key that provenance and erasure use. The file is written and fsynced before the catalog row
+commits, and removed if the commit fails, so no half-registered version is ever visible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeAlias
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from govern.catalog.names import ROW_ID, validate_column_name, validate_dataset_name, validate_tag
+from govern.catalog.types import duckdb_type, normalise_schema
+from govern.errors import BadRequest, Conflict, DatasetNotFound, VersionNotFound
+from govern.store.db import Database
+from govern.store.models import ColumnTag, Dataset, DatasetColumn, DatasetVersion
+
+__all__ = ["Catalog", "ColumnInfo", "DatasetInfo"]
+
+Source: TypeAlias = pa.Table | pa.RecordBatchReader | Iterable[pa.RecordBatch]
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    type: str
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    version: int
+    version_id: int
+    path: Path
+    row_count: int
+    subject_column: str
+    columns: tuple[ColumnInfo, ...]
+    mask_salt: str
+    state: str
+    description: str = ""
+
+    def column(self, name: str) -> ColumnInfo:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise BadRequest(
+            f"dataset {self.name!r} has no column {name[:100]!r}",
+            details={"dataset": self.name, "column": name[:100]},
+        )
+
+    @property
+    def column_types(self) -> dict[str, str]:
+        return {c.name: c.type for c in self.columns}
+
+
+class Catalog:
+    def __init__(self, db: Database, datasets_dir: Path) -> None:
+        self.db = db
+        self.datasets_dir = datasets_dir
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def all(self) -> list[DatasetInfo]:
+        with self.db.session() as s:
+            names = s.scalars(select(Dataset.name).order_by(Dataset.name)).all()
+        out = []
+        for name in names:
+            try:
+                out.append(self.get(name))
+            except VersionNotFound:
+                continue  # registered but no servable version yet
+        return out
+
+    def get(self, name: str, version: int | None = None) -> DatasetInfo:
+        """The given version, or the newest active one."""
+        validate_dataset_name(name)
+        with self.db.session() as s:
+            ds = s.scalar(select(Dataset).where(Dataset.name == name))
+            if ds is None:
+                raise DatasetNotFound(f"no dataset {name!r}", details={"dataset": name})
+            q = select(DatasetVersion).where(DatasetVersion.dataset_id == ds.id)
+            if version is None:
+                q = q.where(DatasetVersion.state == "active")
+            else:
+                q = q.where(DatasetVersion.version == version)
+            v = s.scalar(q.order_by(DatasetVersion.version.desc()).limit(1))
+            if v is None:
+                raise VersionNotFound(
+                    f"dataset {name!r} has no {'active ' if version is None else ''}version"
+                    + (f" {version}" if version is not None else ""),
+                    details={"dataset": name, "version": version},
+                )
+            return self._info(s, ds, v)
+
+    def versions(self, name: str) -> list[DatasetInfo]:
+        validate_dataset_name(name)
+        with self.db.session() as s:
+            ds = s.scalar(select(Dataset).where(Dataset.name == name))
+            if ds is None:
+                raise DatasetNotFound(f"no dataset {name!r}", details={"dataset": name})
+            return [self._info(s, ds, v) for v in ds.versions]
+
+    def _info(self, s: Session, ds: Dataset, v: DatasetVersion) -> DatasetInfo:
+        tags: dict[str, list[str]] = {}
+        for t in s.scalars(select(ColumnTag).where(ColumnTag.dataset_id == ds.id)):
+            tags.setdefault(t.column_name, []).append(t.tag)
+        cols = tuple(
+            ColumnInfo(name=c.name, type=c.type, tags=tuple(sorted(tags.get(c.name, []))))
+            for c in v.columns
+        )
+        return DatasetInfo(
+            name=ds.name,
+            version=v.version,
+            version_id=v.id,
+            path=Path(v.path),
+            row_count=v.row_count,
+            subject_column=ds.subject_column,
+            columns=cols,
+            mask_salt=ds.mask_salt,
+            state=v.state,
+            description=ds.description,
+        )
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def register_version(
+        self,
+        name: str,
+        source: Source,
+        subject_column: str,
+        *,
+        description: str = "",
+        tags: Mapping[str, Sequence[str]] | None = None,
+        state: str = "active",
+    ) -> DatasetInfo:
+        validate_dataset_name(name)
+        batches, schema = _open(source)
+        for field in schema:
+            validate_column_name(field.name)
+        if subject_column not in schema.names:
+            raise BadRequest(
+                f"subject column {subject_column!r} is not a column of the data",
+                details={"subject_column": subject_column, "columns": schema.names},
+            )
+        for column, column_tags in (tags or {}).items():
+            if column not in schema.names:
+                raise BadRequest(f"tagged column {column!r} is not in the data")
+            for tag in column_tags:
+                validate_tag(tag)
+        target = normalise_schema(schema)
+        folder = self.datasets_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".upload-{secrets.token_hex(8)}.parquet"
+        try:
+            rows, digest = _write_parquet(tmp, batches, target)
+            return self._commit(
+                name, tmp, rows, digest, subject_column, description, target, tags or {}, state
+            )
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _commit(
+        self,
+        name: str,
+        tmp: Path,
+        rows: int,
+        digest: str,
+        subject_column: str,
+        description: str,
+        schema: pa.Schema,
+        tags: Mapping[str, Sequence[str]],
+        state: str,
+    ) -> DatasetInfo:
+        final: Path | None = None
+        try:
+            with self.db.session() as s:
+                ds = s.scalar(select(Dataset).where(Dataset.name == name))
+                if ds is None:
+                    ds = Dataset(
+                        name=name,
+                        subject_column=subject_column,
+                        description=description,
+                        mask_salt=secrets.token_hex(16),
+                    )
+                    s.add(ds)
+                    s.flush()
+                elif ds.subject_column != subject_column:
+                    raise Conflict(
+                        f"dataset {name!r} keys subjects on {ds.subject_column!r}; a new version "
+                        "must keep the same subject column",
+                        details={"subject_column": ds.subject_column},
+                    )
+                if description:
+                    ds.description = description
+                number = (
+                    s.scalar(
+                        select(func.max(DatasetVersion.version)).where(
+                            DatasetVersion.dataset_id == ds.id
+                        )
+                    )
+                    or 0
+                ) + 1
+                final = tmp.with_name(f"v{number}.parquet")
+                version = DatasetVersion(
+                    dataset_id=ds.id,
+                    version=number,
+                    path=str(final.resolve()),
+                    row_count=rows,
+                    size_bytes=tmp.stat().st_size,
+                    sha256=digest,
+                    state=state,
+                )
+                s.add(version)
+                s.flush()
+                for pos, field in enumerate(schema):
+                    s.add(
+                        DatasetColumn(
+                            version_id=version.id,
+                            name=field.name,
+                            type=duckdb_type(field.type),
+                            position=pos,
+                        )
+                    )
+                existing = {
+                    (t.column_name, t.tag)
+                    for t in s.scalars(select(ColumnTag).where(ColumnTag.dataset_id == ds.id))
+                }
+                for column, column_tags in tags.items():
+                    for tag in column_tags:
+                        if (column, tag) not in existing:
+                            s.add(ColumnTag(dataset_id=ds.id, column_name=column, tag=tag))
+                s.flush()
+                # Rename inside the transaction: if the commit fails the file is removed below.
+                os.replace(tmp, final)
+            return self.get(name, number)
+        except IntegrityError as exc:
+            if final is not None:
+                final.unlink(missing_ok=True)
+            raise Conflict(
+                f"dataset {name!r} was changed concurrently; retry", details={"dataset": name}
+            ) from exc
+        except BaseException:
+            if final is not None:
+                final.unlink(missing_ok=True)
+            raise
+
+    def set_tags(self, name: str, column: str, tags: Sequence[str]) -> DatasetInfo:
+        info = self.get(name)
+        info.column(column)
+        for tag in tags:
+            validate_tag(tag)
+        with self.db.session() as s:
+            ds = s.scalar(select(Dataset).where(Dataset.name == name))
+            assert ds is not None
+            for t in s.scalars(
+                select(ColumnTag).where(
+                    ColumnTag.dataset_id == ds.id, ColumnTag.column_name == column
+                )
+            ):
+                s.delete(t)
+            s.flush()
+            for tag in dict.fromkeys(tags):
+                s.add(ColumnTag(dataset_id=ds.id, column_name=column, tag=tag))
+        return self.get(name)
+
+
+def _open(source: Source) -> tuple[Iterable[pa.RecordBatch], pa.Schema]:
+    if isinstance(source, pa.Table):
+        return source.to_batches(max_chunksize=64_000), source.schema
+    if isinstance(source, pa.RecordBatchReader):
+        return source, source.schema
+    it: Iterator[pa.RecordBatch] = iter(source)
+    first = next(it, None)
+    if first is None:
+        raise BadRequest("the data has no record batches")
+
+    def chain() -> Iterable[pa.RecordBatch]:
+        yield first
+        yield from it
+
+    return chain(), first.schema
+
+
+def _write_parquet(
+    path: Path, batches: Iterable[pa.RecordBatch], schema: pa.Schema
+) -> tuple[int, str]:
+    """Stream batches to Parquet with row ids; never holds more than one batch in memory."""
+    out_schema = schema.append(pa.field(ROW_ID, pa.int64(), nullable=False))
+    rows = 0
+    with pq.ParquetWriter(path, out_schema, compression="zstd") as writer:
+        for batch in batches:
+            if batch.schema.names != schema.names:
+                raise BadRequest("record batches disagree on their columns")
+            try:
+                cast = pa.Table.from_batches([batch]).cast(schema)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise BadRequest(f"data does not fit its column types: {exc}") from exc
+            ids = pa.array(range(rows, rows + batch.num_rows), type=pa.int64())
+            writer.write_table(cast.append_column(out_schema.field(ROW_ID), ids))
+            rows += batch.num_rows
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+        os.fsync(f.fileno())
+    return rows, h.hexdigest()

@@ -1,0 +1,111 @@
+"""Fixtures that build real resources: a migrated store (SQLite or the local PostgreSQL), a
+gateway over it, an app client, principals with tokens."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from govern.api import create_app
+from govern.gateway import Gateway
+from govern.settings import Settings, load_settings
+from govern.store.migrate import upgrade
+
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _postgres_reachable() -> bool:
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    if not _postgres_reachable():
+        if IN_CI:
+            pytest.fail("PostgreSQL at 127.0.0.1:5432 is required in CI and is not reachable")
+        pytest.skip("PostgreSQL at 127.0.0.1:5432 is not reachable")
+    return PG_ADMIN_URL
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database per test, dropped afterwards."""
+    name = f"govern_test_{secrets.token_hex(6)}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'govern.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return load_settings(
+        home=tmp_path / "home", database_url=database_url, config=tmp_path / "none.toml"
+    )
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path: Path) -> Settings:
+    """For unit tests that need a store but not both backends."""
+    return load_settings(home=tmp_path / "home", config=tmp_path / "none.toml")
+
+
+def _open(settings: Settings) -> Iterator[Gateway]:
+    upgrade(settings.resolved_database_url)
+    gateway = Gateway.open(settings)
+    yield gateway
+    gateway.close()
+
+
+@pytest.fixture
+def gateway(settings: Settings) -> Iterator[Gateway]:
+    yield from _open(settings)
+
+
+@pytest.fixture
+def sqlite_gateway(sqlite_settings: Settings) -> Iterator[Gateway]:
+    yield from _open(sqlite_settings)
+
+
+@pytest.fixture
+def client(gateway: Gateway) -> Iterator[TestClient]:
+    with TestClient(create_app(gateway, close_on_shutdown=False)) as c:
+        yield c
+
+
+TokenFactory = Callable[..., str]
+
+
+@pytest.fixture
+def token_for(gateway: Gateway) -> TokenFactory:
+    """token_for("alice", "steward", region="eu") creates the principal and returns a token."""
+
+    def make(pid: str, role: str, **attributes: object) -> str:
+        gateway.principals.upsert(pid, [role], attributes)
+        return gateway.tokens.issue(pid, role)
+
+    return make
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

@@ -1,0 +1,1 @@
+"""Policy: the Casbin ABAC model, its row-filter compiler and the row-filter AST."""

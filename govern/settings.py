@@ -55,15 +55,19 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         2 << 30, gt=0, description="Largest dataset upload accepted, in bytes."
     )
-    policy_watcher: Literal["none", "database", "redis"] = Field(
+    policy_watcher: Literal["none", "database"] = Field(
         "database",
-        description="How replicas learn of policy changes: poll the store, or Redis pub/sub.",
+        description="How replicas learn of policy changes: store NOTIFY and polling, or none.",
     )
     policy_poll_seconds: float = Field(
         2.0, gt=0, description="Interval of the database policy watcher."
     )
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for the redis watcher.")
     log_level: str = Field("info", description="Log level for the service.")
+    ledger_origin: str = Field(
+        "govern.local/ledger",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$",
+        description="The access log's name: checkpoint origin line and signing key name.",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -11,7 +11,7 @@ from govern import __version__
 from govern.api.errors import install_error_handlers
 from govern.api.limits import BodyLimit
 from govern.api.metrics import ApiMetrics, MetricsMiddleware
-from govern.api.routes import datasets, health, principals
+from govern.api.routes import datasets, decisions, health, ledger, policies, principals
 from govern.gateway import Gateway
 
 __all__ = ["UPLOAD_PATHS", "create_app"]
@@ -36,7 +36,7 @@ def create_app(gateway: Gateway, *, close_on_shutdown: bool = True) -> FastAPI:
     app.state.gateway = gateway
     app.state.metrics = ApiMetrics()
     install_error_handlers(app)
-    for module in (health, datasets, principals):
+    for module in (health, datasets, decisions, ledger, policies, principals):
         app.include_router(module.router)
     app.add_middleware(
         BodyLimit,

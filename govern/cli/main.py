@@ -7,6 +7,7 @@ Every command reports a GovernError as one line on stderr and exits non-zero: 2 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -39,11 +40,15 @@ demo_app = typer.Typer(help="Demo datasets, principals and policies.", no_args_i
 token_app = typer.Typer(help="Bearer tokens.", no_args_is_help=True)
 principal_app = typer.Typer(help="Principals (people and services).", no_args_is_help=True)
 dataset_app = typer.Typer(help="Datasets in the catalog.", no_args_is_help=True)
+policy_app = typer.Typer(help="Policy sets: show, load, test.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The access log: verify, prove, export.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
 app.add_typer(token_app, name="token")
 app.add_typer(principal_app, name="principal")
 app.add_typer(dataset_app, name="dataset")
+app.add_typer(policy_app, name="policy")
+app.add_typer(ledger_app, name="ledger")
 
 out = Console()
 err = Console(stderr=True)
@@ -78,7 +83,7 @@ def serve(
         overrides["flight_port"] = flight_port
     s = load_settings(**overrides)
     upgrade(s.resolved_database_url)
-    gateway = Gateway.open(s)
+    gateway = Gateway.open(s, watch=True)
     uvicorn.run(create_app(gateway), host=s.host, port=s.port, log_level=s.log_level)
 
 
@@ -129,7 +134,9 @@ def token_create(
 ) -> None:
     """Issue a bearer token; prints only the token."""
     gateway = open_gateway()
-    typer.echo(gateway.tokens.issue(subject, role, ttl))
+    token = gateway.tokens.issue(subject, role, ttl)
+    gateway.log("token.issue", {"subject": subject, "role": role}, "cli")
+    typer.echo(token)
     gateway.close()
 
 
@@ -218,6 +225,146 @@ def dataset_show(name: Annotated[str, typer.Argument(help="Dataset name.")]) -> 
     for c in d.columns:
         table.add_row(c.name, c.type, ", ".join(c.tags))
     out.print(table)
+    gateway.close()
+
+
+@policy_app.command("show")
+def policy_show() -> None:
+    """Print the policy set in force: version, model and rules."""
+    gateway = open_gateway()
+    current = gateway.policy.current
+    out.print(f"policy version {current.version}", highlight=False)
+    out.print(current.model_text, highlight=False)
+    for rule in current.rules:
+        out.print(", ".join(rule), highlight=False)
+    gateway.close()
+
+
+@policy_app.command("load")
+def policy_load(
+    rules: Annotated[Path, typer.Argument(help="Rules file (CSV).", exists=True, dir_okay=False)],
+    model: Annotated[
+        Path | None, typer.Option(help="Casbin model file; default: keep the current model.")
+    ] = None,
+) -> None:
+    """Validate a policy set and make it the one in force (atomically)."""
+    from govern.policy.files import read_rules
+
+    gateway = open_gateway()
+    version = gateway.put_policy(model.read_text() if model else None, read_rules(rules), "cli")
+    err.print(f"policy version {version} in force")
+    gateway.close()
+
+
+@policy_app.command("test")
+def policy_test(
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="Test files; default policies/tests/*.yaml.")
+    ] = None,
+    store: Annotated[
+        bool, typer.Option("--store", help="Test the set in force instead of the files' own.")
+    ] = False,
+) -> None:
+    """Run policy test files; exits 1 on any failure, with a readable diff."""
+    from govern.policy.testing import run_file
+    from govern.resources import policies_dir
+
+    paths = files or sorted((policies_dir() / "tests").glob("*.yaml"))
+    if not paths:
+        raise BadRequest("no policy test files found")
+    policy = open_gateway().policy.current if store else None
+    failed = total = 0
+    for path in paths:
+        if not path.is_file():
+            raise BadRequest(f"no test file {path}")
+        for result in run_file(path, policy):
+            total += 1
+            if result.ok:
+                out.print(f"[green]PASS[/green] {path.name}: {result.name}", highlight=False)
+                continue
+            failed += 1
+            out.print(f"[red]FAIL[/red] {path.name}: {result.name}", highlight=False)
+            for line in result.failures:
+                out.print(f"     {line}", highlight=False)
+    out.print(f"{total - failed} passed, {failed} failed", highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@ledger_app.command("verify")
+def ledger_verify(
+    bundle: Annotated[
+        Path | None, typer.Option(help="Verify this exported bundle offline instead.")
+    ] = None,
+) -> None:
+    """Recompute the log, check every checkpoint and entry; exit 1 naming the first bad index."""
+    from govern.ledger.verify import Bundle, LedgerVerificationError, verify_bundle
+
+    if bundle is not None:
+        data = Bundle.read(bundle)
+    else:
+        gateway = open_gateway()
+        gateway.ledger.checkpoint()
+        data = gateway.ledger.bundle()
+        gateway.close()
+    try:
+        report = verify_bundle(data)
+    except LedgerVerificationError as exc:
+        err.print(f"[red]ledger verification FAILED:[/red] {exc.message}", highlight=False)
+        if exc.first_bad_index is not None:
+            err.print(f"first bad index: {exc.first_bad_index}", highlight=False)
+        raise typer.Exit(1) from exc
+    out.print(
+        f"ledger OK: {report.entries} entries, {report.checkpoints} signed checkpoints, "
+        f"verified up to size {report.verified_size}",
+        highlight=False,
+    )
+    for note in report.notes:
+        out.print(f"note: {note}", highlight=False)
+
+
+@ledger_app.command("proof")
+def ledger_proof(
+    index: Annotated[int, typer.Argument(min=0, help="Entry index.")],
+    tree_size: Annotated[
+        int | None, typer.Option(min=1, help="Tree size; default: a fresh checkpoint.")
+    ] = None,
+) -> None:
+    """Print an RFC 9162 inclusion proof for entry N, as JSON."""
+    import json
+
+    gateway = open_gateway()
+    size = tree_size or gateway.ledger.checkpoint().tree_size
+    hashes = gateway.ledger.inclusion_proof(index, size)
+    _, leaf = gateway.ledger.entry(index)
+    from govern.ledger.merkle import leaf_hash
+
+    typer.echo(
+        json.dumps(
+            {
+                "index": index,
+                "tree_size": size,
+                "leaf_hash": leaf_hash(leaf).hex(),
+                "root_hash": gateway.ledger.tree.root(size).hex(),
+                "hashes": [h.hex() for h in hashes],
+            },
+            indent=2,
+        )
+    )
+    gateway.close()
+
+
+@ledger_app.command("export")
+def ledger_export(
+    path: Annotated[Path, typer.Argument(help="Bundle file to write.")],
+) -> None:
+    """Write a portable bundle (entries, leaf hashes, signed checkpoints, key) that verifies
+    offline with `govern ledger verify --bundle`."""
+    gateway = open_gateway()
+    gateway.ledger.checkpoint()
+    data = gateway.ledger.bundle()
+    data.write(path)
+    err.print(f"wrote {len(data.leaves)} entries and {len(data.checkpoints)} checkpoints")
     gateway.close()
 
 

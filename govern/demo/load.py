@@ -11,6 +11,9 @@ import pyarrow as pa
 from govern.demo.datasets import DEMO_DATASETS, DemoDataset
 from govern.errors import DatasetNotFound, VersionNotFound
 from govern.gateway import Gateway
+from govern.policy.files import read_rules
+from govern.policy.service import default_model_text
+from govern.resources import policies_dir
 
 __all__ = ["DEMO_PRINCIPALS", "DemoPrincipal", "load_demo"]
 
@@ -44,6 +47,9 @@ def load_demo(gateway: Gateway, progress: Progress | None = None, scale: float =
     """Create what is missing; return the names of the datasets written this time."""
     for p in DEMO_PRINCIPALS:
         gateway.principals.upsert(p.id, list(p.roles), p.attributes, display_name=p.display_name)
+    if gateway.policy.store.latest_version() is None:
+        rules = read_rules(policies_dir() / "demo.csv")
+        gateway.put_policy(default_model_text(), rules, "demo")
     written = []
     for demo in DEMO_DATASETS:
         try:
@@ -52,12 +58,17 @@ def load_demo(gateway: Gateway, progress: Progress | None = None, scale: float =
         except (DatasetNotFound, VersionNotFound):
             pass
         total = max(1, int(demo.rows * scale))
-        gateway.catalog.register_version(
+        info = gateway.catalog.register_version(
             demo.name,
             _counted(demo, total, progress),
             demo.subject_column,
             description=demo.description,
             tags=demo.tags,
+        )
+        gateway.log(
+            "dataset.version",
+            {"dataset": info.name, "version": info.version, "rows": info.row_count},
+            "demo",
         )
         written.append(demo.name)
     return written

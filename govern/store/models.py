@@ -30,7 +30,9 @@ __all__ = [
     "DatasetVersion",
     "ErasureRequest",
     "Job",
+    "LedgerCheckpoint",
     "LedgerEntry",
+    "LedgerNode",
     "PolicySet",
     "Principal",
     "Review",
@@ -156,6 +158,29 @@ class LedgerEntry(Base):
     idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     leaf: Mapped[bytes] = mapped_column(LargeBinary)
     kind: Mapped[str] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LedgerNode(Base):
+    """Perfect-subtree hashes of the Merkle tree, keyed (level, index); leaves are level 0.
+
+    Kept so proofs read O(log n) rows. Level-0 rows also record each leaf's hash as appended,
+    which lets ``ledger verify`` name the exact entry that was altered afterwards.
+    """
+
+    __tablename__ = "ledger_nodes"
+    level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class LedgerCheckpoint(Base):
+    """A signed tree head (C2SP signed note), one per tree size that was checkpointed."""
+
+    __tablename__ = "ledger_checkpoints"
+    tree_size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    note: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -64,3 +64,38 @@ def test_principals_and_datasets_are_listed(home: Path) -> None:
     assert "bob" in r.stdout and "demo-trainer" in r.stdout
     r = run(home, "dataset", "list")
     assert "patient_notes" in r.stdout and "chat_logs" in r.stdout
+
+
+def test_ledger_verify_fails_and_names_the_index_after_a_database_edit(home: Path) -> None:
+    import sqlite3
+
+    r = run(home, "ledger", "verify")
+    assert r.returncode == 0, r.stderr
+    assert "ledger OK" in r.stdout
+    r = run(home, "ledger", "proof", "1")
+    assert r.returncode == 0 and '"hashes"' in r.stdout
+    assert run(home, "ledger", "export", str(home / "bundle.json")).returncode == 0
+    with sqlite3.connect(home / "govern.db") as db:
+        db.execute("UPDATE ledger_entries SET leaf = CAST('{}' AS BLOB) WHERE idx = 2")
+    r = run(home, "ledger", "verify")
+    assert r.returncode == 1
+    assert "first bad index: 2" in r.stderr
+    r = run(home, "ledger", "verify", "--bundle", str(home / "bundle.json"))
+    assert r.returncode == 0, r.stderr
+
+
+def test_policy_test_reports_a_failing_case_with_a_diff(home: Path, tmp_path: Path) -> None:
+    from govern.resources import policies_dir
+
+    spec = (policies_dir() / "tests" / "demo.yaml").read_text()
+    spec = spec.replace("model: ../model.conf", f"model: {policies_dir() / 'model.conf'}")
+    spec = spec.replace("rules: ../demo.csv", f"rules: {policies_dir() / 'demo.csv'}")
+    broken = spec.replace("rows: [0, 2]", "rows: [0, 1, 2]")
+    path = tmp_path / "broken.yaml"
+    path.write_text(broken)
+    r = run(home, "policy", "test", str(path))
+    assert r.returncode == 1
+    assert "FAIL" in r.stdout and "missing [1]" in r.stdout
+    r = run(home, "policy", "test")
+    assert r.returncode == 0, r.stdout
+    assert "6 passed, 0 failed" in r.stdout

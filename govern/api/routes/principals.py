@@ -65,18 +65,26 @@ def list_principals(gateway: GatewayDep, _: PrincipalReader) -> list[PrincipalOu
 
 
 @router.put("/principals/{pid}", response_model=PrincipalOut)
-def put_principal(pid: str, body: PrincipalIn, gateway: GatewayDep, _: Admin) -> PrincipalOut:
+def put_principal(pid: str, body: PrincipalIn, gateway: GatewayDep, caller: Admin) -> PrincipalOut:
     record = gateway.principals.upsert(
         pid, body.roles, body.attributes, display_name=body.display_name
+    )
+    gateway.log(
+        "principal.put",
+        {"id": record.id, "roles": list(record.roles), "attributes": dict(record.attributes)},
+        caller.id,
     )
     return PrincipalOut.of(record)
 
 
 @router.post("/tokens", response_model=TokenOut, status_code=201)
-def create_token(body: TokenIn, gateway: GatewayDep, _: TokenWriter) -> TokenOut:
-    return TokenOut(token=gateway.tokens.issue(body.subject, body.role, body.ttl_seconds))
+def create_token(body: TokenIn, gateway: GatewayDep, caller: TokenWriter) -> TokenOut:
+    token = gateway.tokens.issue(body.subject, body.role, body.ttl_seconds)
+    gateway.log("token.issue", {"subject": body.subject, "role": body.role}, caller.id)
+    return TokenOut(token=token)
 
 
 @router.delete("/tokens/{jti}", status_code=204)
-def revoke_token(jti: str, gateway: GatewayDep, _: TokenWriter) -> None:
+def revoke_token(jti: str, gateway: GatewayDep, caller: TokenWriter) -> None:
     gateway.tokens.revoke(jti)
+    gateway.log("token.revoke", {"jti": jti}, caller.id)

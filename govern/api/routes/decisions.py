@@ -1,0 +1,94 @@
+"""The policy decision point: "may S do A on R for purpose P?" -> a Plan."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from govern.api.deps import GatewayDep, require
+from govern.auth import Action, Caller
+from govern.gateway import DecisionRequest
+
+router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class SubjectIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: Name
+    role: str | None = Field(None, max_length=32)
+    attributes: dict[str, Any] = Field(default_factory=dict, max_length=100)
+
+
+class ResourceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dataset: Name
+    columns: list[Name] | None = Field(None, max_length=1000)
+
+
+class ContextIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    purpose: str = Field(min_length=1, max_length=100)
+    run_id: str | None = Field(None, max_length=200)
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    subject: SubjectIn | None = None
+    action: str = Field("read", min_length=1, max_length=32)
+    resource: ResourceIn
+    context: ContextIn
+
+
+class PlanOut(BaseModel):
+    decision: str
+    row_filter: str | None
+    columns: dict[str, str]
+    obligations: list[str]
+    policy_version: int | None
+    reasons: list[str]
+    log_index: int | None
+    dataset: str
+    dataset_version: int | None
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    requests: list[DecisionIn] = Field(min_length=1, max_length=1000)
+
+
+class BatchOut(BaseModel):
+    plans: list[PlanOut]
+
+
+Decider = Annotated[Caller, Depends(require(Action.DECIDE_SELF))]
+
+
+def _request(body: DecisionIn) -> DecisionRequest:
+    return DecisionRequest(
+        dataset=body.resource.dataset,
+        purpose=body.context.purpose,
+        action=body.action,
+        subject_id=body.subject.id if body.subject else None,
+        role=body.subject.role if body.subject else None,
+        columns=body.resource.columns,
+        sent_attributes=body.subject.attributes if body.subject else None,
+    )
+
+
+@router.post("", response_model=PlanOut)
+def decide(body: DecisionIn, gateway: GatewayDep, caller: Decider, request: Request) -> PlanOut:
+    plan = gateway.decide(caller, _request(body))
+    request.app.state.metrics.decisions.labels(plan.decision).inc()
+    return PlanOut(**plan.to_json())
+
+
+@router.post("/batch", response_model=BatchOut)
+def decide_batch(body: BatchIn, gateway: GatewayDep, caller: Decider, request: Request) -> BatchOut:
+    plans = gateway.decide_many(caller, [_request(r) for r in body.requests])
+    for plan in plans:
+        request.app.state.metrics.decisions.labels(plan.decision).inc()
+    return BatchOut(plans=[PlanOut(**p.to_json()) for p in plans])

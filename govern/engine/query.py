@@ -1,0 +1,91 @@
+"""SQL for a Plan: the row filter as bound parameters, column masks as expressions.
+
+Identifiers come from the catalog and are quoted by rowfilter's validator; values and the mask
+salt are bound parameters. Nothing a caller sends is pasted into SQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from govern.catalog import ROW_ID, DatasetInfo
+from govern.errors import GovernError
+from govern.policy import rowfilter
+from govern.policy.plan import Plan
+
+__all__ = ["Query", "mask_expression", "plan_query"]
+
+_TRUNCATE_CHARS = 4
+_INT_NOISE = 2  # +/- this much on integer columns
+_FLOAT_NOISE = 0.05  # +/- this fraction on float columns
+
+
+@dataclass(frozen=True)
+class Query:
+    sql: str
+    params: list[object]
+    columns: list[str]
+
+
+def _quote(name: str) -> str:
+    return rowfilter.quote_identifier(name)
+
+
+def mask_expression(column: str, sql_type: str, action: str) -> tuple[str, list[object]]:
+    """(expression, params) computing a masked column; NULL stays NULL."""
+    c = _quote(column)
+    if action == "pass":
+        return c, []
+    if action == "hash":
+        # Salted per dataset, so hashes join within a dataset but not across datasets.
+        return f"CASE WHEN {c} IS NULL THEN NULL ELSE sha256(? || CAST({c} AS VARCHAR)) END", [
+            "__SALT__"
+        ]
+    if action == "truncate" and sql_type == "VARCHAR":
+        return f"left({c}, {_TRUNCATE_CHARS})", []
+    if action == "generalize_date" and sql_type == "DATE":
+        return f"CAST(date_trunc('month', {c}) AS DATE)", []
+    if action == "generalize_date" and sql_type == "TIMESTAMP":
+        return f"date_trunc('month', {c})", []
+    if action == "noise" and sql_type == "BIGINT":
+        # Deterministic per row and salt, so re-reading cannot average the noise away.
+        return (
+            f"{c} + CAST((hash({_quote(ROW_ID)}, ?) % {2 * _INT_NOISE + 1}) AS BIGINT) "
+            f"- {_INT_NOISE}",
+            ["__SALT__"],
+        )
+    if action == "noise" and sql_type == "DOUBLE":
+        return (
+            f"{c} * (1 + ((hash({_quote(ROW_ID)}, ?) % 2001) / 1000.0 - 1.0) * {_FLOAT_NOISE})",
+            ["__SALT__"],
+        )
+    if action in {"redact", "truncate", "generalize_date", "noise"}:
+        # A mask that does not fit the type falls back to the strictest mask, never to pass.
+        if sql_type == "VARCHAR":
+            return f"CASE WHEN {c} IS NULL THEN NULL ELSE '[REDACTED]' END", []
+        return f"CAST(NULL AS {sql_type})", []
+    raise GovernError(f"unknown column action {action!r}")
+
+
+def plan_query(info: DatasetInfo, plan: Plan, *, with_row_id: bool = True) -> Query:
+    if not plan.allowed or plan.row_filter is None:
+        raise GovernError("a denied Plan has no query")
+    select: list[str] = []
+    params: list[object] = []
+    names: list[str] = []
+    types = info.column_types
+    for column, action in plan.columns.items():
+        if action == "drop":
+            continue
+        expr, p = mask_expression(column, types[column], action)
+        select.append(f"{expr} AS {_quote(column)}")
+        params += [info.mask_salt if v == "__SALT__" else v for v in p]
+        names.append(column)
+    if with_row_id:
+        select.append(_quote(ROW_ID))
+        names.append(ROW_ID)
+    where, where_params = rowfilter.to_sql(plan.row_filter)
+    path = str(info.path).replace("'", "''")
+    # Identifiers are validated and quoted, values bound: see the module docstring.
+    sql = f"SELECT {', '.join(select)} FROM read_parquet('{path}') WHERE {where}"  # noqa: S608
+    return Query(sql=sql, params=params + list(where_params), columns=names)

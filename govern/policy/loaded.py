@@ -1,0 +1,162 @@
+"""A policy set built and validated aside, ready to swap in. Building it is where a bad set
+fails (and the old one keeps serving)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from threading import Lock
+from typing import Any
+
+import casbin
+
+from govern.errors import PolicyInvalid
+from govern.policy import compiler, rowfilter
+from govern.policy.columns import ColumnDecision, ColumnRules
+from govern.policy.store import PolicySetAdapter
+
+__all__ = ["LoadedPolicy"]
+
+_MAX_RULES = 100_000
+_MAX_FIELD = 10_000
+_CACHE_SIZE = 4096
+
+
+def validate_rules(model: Any, rules: Sequence[Sequence[Any]]) -> list[tuple[str, ...]]:
+    if len(rules) > _MAX_RULES:
+        raise PolicyInvalid(f"at most {_MAX_RULES} rules per set", details={"rules": len(rules)})
+    p_tokens = model.model["p"]["p"].tokens
+    out = []
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, list | tuple) or not rule:
+            raise PolicyInvalid(f"rule {i} is not a non-empty list", details={"index": i})
+        if not all(isinstance(v, str) for v in rule):
+            raise PolicyInvalid(f"rule {i}: every field is a string", details={"index": i})
+        if any(len(v) > _MAX_FIELD or "\x00" in v for v in rule):
+            raise PolicyInvalid(
+                f"rule {i}: fields are at most {_MAX_FIELD} characters, without NUL",
+                details={"index": i},
+            )
+        ptype = rule[0]
+        if ptype == "p":
+            if len(rule) - 1 != len(p_tokens):
+                raise PolicyInvalid(
+                    f"rule {i}: p rules have {len(p_tokens)} fields ({', '.join(p_tokens)})",
+                    details={"index": i, "fields": len(rule) - 1},
+                )
+        elif ptype != "p2":
+            raise PolicyInvalid(
+                f"rule {i}: unknown rule type {ptype[:20]!r}; use p (rows) or p2 (columns)",
+                details={"index": i},
+            )
+        out.append(tuple(rule))
+    return out
+
+
+def _subject_key(subject: Mapping[str, Any]) -> tuple[Any, ...]:
+    # The type is part of the key: True, 1 and 1.0 are equal in Python but not to Casbin's `in`.
+    return tuple(sorted((k, type(v).__name__, v) for k, v in subject.items()))
+
+
+@dataclass
+class LoadedPolicy:
+    version: int | None
+    model_text: str
+    rules: tuple[tuple[str, ...], ...]
+    model: Any
+    column_rules: ColumnRules
+    _cache: OrderedDict[tuple[Any, ...], rowfilter.RowFilter] = field(
+        default_factory=OrderedDict, repr=False
+    )
+    _lock: Lock = field(default_factory=Lock, repr=False)
+
+    @classmethod
+    def build(
+        cls, model_text: str, rules: Sequence[Sequence[Any]], version: int | None
+    ) -> LoadedPolicy:
+        model = compiler.load_model(model_text)
+        checked = validate_rules(model, rules)
+        compiler.check_model(model, [list(r) for r in checked if r[0] == "p"])
+        return cls(
+            version=version,
+            model_text=model_text,
+            rules=tuple(checked),
+            model=model,
+            column_rules=ColumnRules(checked),
+        )
+
+    def __post_init__(self) -> None:
+        # Computed once: decisions read these on every request.
+        self.row_rules: list[list[str]] = [list(r) for r in self.rules if r[0] == "p"]
+        self.is_empty = not self.row_rules
+        self._column_cache: OrderedDict[tuple[Any, ...], dict[str, ColumnDecision]] = OrderedDict()
+
+    def column_actions(
+        self,
+        subject: Mapping[str, Any],
+        dataset: str,
+        purpose: str,
+        tags: Mapping[str, Sequence[str]],
+    ) -> dict[str, ColumnDecision]:
+        """Column decisions (cached per subject, dataset, purpose and tags)."""
+        key = (
+            _subject_key(subject),
+            dataset,
+            purpose,
+            tuple(sorted((c, tuple(t)) for c, t in tags.items())),
+        )
+        with self._lock:
+            hit = self._column_cache.get(key)
+            if hit is not None:
+                self._column_cache.move_to_end(key)
+                return hit
+        decided = self.column_rules.decide(subject, dataset, purpose, tags)
+        with self._lock:
+            self._column_cache[key] = decided
+            if len(self._column_cache) > _CACHE_SIZE:
+                self._column_cache.popitem(last=False)
+        return decided
+
+    def enforcer(self) -> casbin.Enforcer:
+        """A real Casbin enforcer over this set, loaded through the adapter (for checks)."""
+        model = compiler.load_model(self.model_text)
+        e = casbin.Enforcer(model, PolicySetAdapter(self.row_rules))
+        e.logger.disabled = True
+        return e
+
+    def row_filter(
+        self,
+        subject: Mapping[str, Any],
+        act: str,
+        purpose: str,
+        dataset: str,
+        columns: Mapping[str, str],
+    ) -> rowfilter.RowFilter:
+        """Compile (cached) the row filter; raises PolicyCompileError when not exact."""
+        key = (
+            _subject_key(subject),
+            act,
+            purpose,
+            dataset,
+            tuple(sorted(columns.items())),
+        )
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+        if hit is None:
+            hit = compiler.compile_row_filter(
+                self.model,
+                self.row_rules,
+                subject=subject,
+                act=act,
+                purpose=purpose,
+                dataset=dataset,
+                columns=columns,
+            )
+            with self._lock:
+                self._cache[key] = hit
+                if len(self._cache) > _CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        return hit

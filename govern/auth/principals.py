@@ -72,7 +72,7 @@ def validate_attributes(attrs: Mapping[str, Any]) -> dict[str, AttrValue]:
     return out
 
 
-def _record(row: Principal) -> PrincipalRecord:
+def record_of(row: Principal) -> PrincipalRecord:
     return PrincipalRecord(
         id=row.id,
         roles=tuple(row.roles),
@@ -111,18 +111,18 @@ class PrincipalService:
             row.display_name = display_name
             row.disabled = False
             s.flush()
-            return _record(row)
+            return record_of(row)
 
     def get(self, pid: str) -> PrincipalRecord:
         with self.db.session() as s:
             row = s.get(Principal, pid)
             if row is None:
                 raise PrincipalNotFound(f"no principal {pid[:200]!r}", details={"id": pid[:200]})
-            return _record(row)
+            return record_of(row)
 
     def all(self) -> list[PrincipalRecord]:
         with self.db.session() as s:
-            return [_record(r) for r in s.scalars(select(Principal).order_by(Principal.id))]
+            return [record_of(r) for r in s.scalars(select(Principal).order_by(Principal.id))]
 
     def disable(self, pid: str) -> None:
         with self.db.session() as s:

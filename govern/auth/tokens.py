@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 
-from govern.auth.principals import Caller, PrincipalService, validate_principal_id
+from govern.auth.principals import Caller, PrincipalService, record_of, validate_principal_id
 from govern.errors import AuthError, PrincipalNotFound, ValidationError
 from govern.store.db import Database
 from govern.store.models import Principal, Token
@@ -91,18 +91,18 @@ class TokenService:
             raise AuthError("token expired", details={"reason": "expired"}) from exc
         except jwt.InvalidTokenError as exc:
             raise AuthError("invalid token", details={"reason": "invalid"}) from exc
-        # 3. issued here and not revoked.
         with self.db.session() as s:
+            # 3. issued here and not revoked.
             row = s.get(Token, str(claims["jti"]))
             if row is None or row.revoked_at is not None:
                 raise AuthError("token revoked or unknown", details={"reason": "revoked"})
             if row.principal_id != claims["sub"] or row.role != claims.get("role"):
                 raise AuthError("invalid token", details={"reason": "invalid"})
-        # 4. the principal still holds the role.
-        try:
-            principal = self.principals.get(str(claims["sub"]))
-        except PrincipalNotFound as exc:
-            raise AuthError("principal no longer exists", details={"reason": "revoked"}) from exc
+            # 4. the principal still exists, is enabled and holds the role.
+            stored = s.get(Principal, row.principal_id)
+            if stored is None:
+                raise AuthError("principal no longer exists", details={"reason": "revoked"})
+            principal = record_of(stored)
         if principal.disabled or row.role not in principal.roles:
             raise AuthError("principal disabled or role withdrawn", details={"reason": "revoked"})
         return Caller(principal=principal, role=row.role, token_id=row.jti)

@@ -1162,9 +1162,9 @@ def compile_row_filter(
     policies = _ordered_policies(model, [list(r[1:]) for r in rules if r and r[0] == "p"])
     try:
         if not policies:
-            return rf.simplify(_no_policy(model, effect, request))
+            return _only_truth_matters(rf.simplify(_no_policy(model, effect, request)))
         combined = _combine(effect, _outcomes(model, policies, request))
-        return _drop_implied_checks(rf.simplify(combined))
+        return _only_truth_matters(rf.simplify(combined))
     except RecursionError as exc:
         raise PolicyCompileError(
             "the policy is too deeply nested to compile (for instance very many alternating "
@@ -1172,21 +1172,42 @@ def compile_row_filter(
         ) from exc
 
 
-def _drop_implied_checks(f: RowFilter) -> RowFilter:
-    """Only TRUE selects a row, and a top-level And is TRUE iff every operand is: so a
-    "policy m does not raise" operand is redundant when m's conjuncts are all operands too."""
+def _only_truth_matters(f: RowFilter) -> RowFilter:
+    """A filter TRUE on exactly the same rows, simplified where NULL and FALSE may trade.
+
+    The compiled filter selects where it is TRUE; whether a row is left out because enforce
+    would raise (NULL) or deny (FALSE) no longer matters at the top. So a top-level And with a
+    FALSE or NULL operand is FALSE, a "policy m does not raise" check is redundant next to m's
+    own conjuncts, and an Or ending in NULL can drop that operand.
+    """
+    if isinstance(f, rf.Const):
+        return FALSE if f.value is None else f
+    if isinstance(f, rf.Or):
+        ops = list(f.operands)
+        if ops[-1] == RAISES:
+            ops.pop()
+        *head, last = ops
+        return rf.or_(*head, _only_truth_matters(last))
     if not isinstance(f, rf.And):
         return f
-    present = {_filter_key(op) for op in f.operands}
+    ops = [_only_truth_matters(op) for op in f.operands]
+    if FALSE in ops:
+        return FALSE
+    present = {_filter_key(op) for op in ops}
 
-    def implied(op: RowFilter) -> bool:
+    def implied(index: int, op: RowFilter) -> bool:
+        if isinstance(op, rf.Not) and isinstance(op.operand, rf.IsNull):
+            # "c IS NOT NULL" next to a comparison that is TRUE only on non-NULL c.
+            name = op.operand.column.name
+            others = (o for i, o in enumerate(ops) if i != index)
+            return any(name in rf.nonnull_if_true(o) for o in others)
         if not (isinstance(op, rf.Or) and len(op.operands) == 2 and op.operands[1] == TRUE):
             return False
         inner = op.operands[0]
         conjuncts = inner.operands if isinstance(inner, rf.And) else (inner,)
         return all(_filter_key(c) in present for c in conjuncts)
 
-    return rf.and_(*(op for op in f.operands if not implied(op)))
+    return rf.and_(*(op for i, op in enumerate(ops) if not implied(i, op)))
 
 
 def _filter_key(f: RowFilter) -> str:

@@ -56,6 +56,7 @@ __all__ = [
     "if_then_else",
     "is_false",
     "is_true",
+    "nonnull_if_true",
     "not_",
     "nullable",
     "or_",
@@ -219,6 +220,11 @@ def _strict_columns(f: RowFilter) -> frozenset[str]:
     if isinstance(f, Not):
         return _strict_columns(f.operand)
     return frozenset()
+
+
+def nonnull_if_true(f: RowFilter) -> frozenset[str]:
+    """Columns that cannot be NULL in a row where ``f`` is TRUE."""
+    return _nonnull_if_true(f)
 
 
 def _nonnull_if_true(f: RowFilter) -> frozenset[str]:

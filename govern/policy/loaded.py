@@ -4,10 +4,10 @@ fails (and the old one keeps serving)."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from threading import Lock
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import casbin
 
@@ -21,6 +21,8 @@ __all__ = ["LoadedPolicy"]
 _MAX_RULES = 100_000
 _MAX_FIELD = 10_000
 _CACHE_SIZE = 4096
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 
 def validate_rules(model: Any, rules: Sequence[Sequence[Any]]) -> list[tuple[str, ...]]:
@@ -59,6 +61,27 @@ def _subject_key(subject: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(sorted((k, type(v).__name__, v) for k, v in subject.items()))
 
 
+class _Lru(Generic[K, V]):
+    """A small thread-safe LRU map; compute runs outside the lock (compiles can be slow)."""
+
+    def __init__(self, size: int) -> None:
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._size = size
+        self._lock = Lock()
+
+    def get(self, key: K, compute: Callable[[], V]) -> V:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = compute()
+        with self._lock:
+            self._items[key] = value
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return value
+
+
 @dataclass
 class LoadedPolicy:
     version: int | None
@@ -66,10 +89,6 @@ class LoadedPolicy:
     rules: tuple[tuple[str, ...], ...]
     model: Any
     column_rules: ColumnRules
-    _cache: OrderedDict[tuple[Any, ...], rowfilter.RowFilter] = field(
-        default_factory=OrderedDict, repr=False
-    )
-    _lock: Lock = field(default_factory=Lock, repr=False)
 
     @classmethod
     def build(
@@ -90,7 +109,8 @@ class LoadedPolicy:
         # Computed once: decisions read these on every request.
         self.row_rules: list[list[str]] = [list(r) for r in self.rules if r[0] == "p"]
         self.is_empty = not self.row_rules
-        self._column_cache: OrderedDict[tuple[Any, ...], dict[str, ColumnDecision]] = OrderedDict()
+        self._filters: _Lru[tuple[Any, ...], rowfilter.RowFilter] = _Lru(_CACHE_SIZE)
+        self._columns: _Lru[tuple[Any, ...], dict[str, ColumnDecision]] = _Lru(_CACHE_SIZE)
 
     def column_actions(
         self,
@@ -106,17 +126,9 @@ class LoadedPolicy:
             purpose,
             tuple(sorted((c, tuple(t)) for c, t in tags.items())),
         )
-        with self._lock:
-            hit = self._column_cache.get(key)
-            if hit is not None:
-                self._column_cache.move_to_end(key)
-                return hit
-        decided = self.column_rules.decide(subject, dataset, purpose, tags)
-        with self._lock:
-            self._column_cache[key] = decided
-            if len(self._column_cache) > _CACHE_SIZE:
-                self._column_cache.popitem(last=False)
-        return decided
+        return self._columns.get(
+            key, lambda: self.column_rules.decide(subject, dataset, purpose, tags)
+        )
 
     def enforcer(self) -> casbin.Enforcer:
         """A real Casbin enforcer over this set, loaded through the adapter (for checks)."""
@@ -134,19 +146,10 @@ class LoadedPolicy:
         columns: Mapping[str, str],
     ) -> rowfilter.RowFilter:
         """Compile (cached) the row filter; raises PolicyCompileError when not exact."""
-        key = (
-            _subject_key(subject),
-            act,
-            purpose,
-            dataset,
-            tuple(sorted(columns.items())),
-        )
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self._cache.move_to_end(key)
-        if hit is None:
-            hit = compiler.compile_row_filter(
+        key = (_subject_key(subject), act, purpose, dataset, tuple(sorted(columns.items())))
+        return self._filters.get(
+            key,
+            lambda: compiler.compile_row_filter(
                 self.model,
                 self.row_rules,
                 subject=subject,
@@ -154,9 +157,5 @@ class LoadedPolicy:
                 purpose=purpose,
                 dataset=dataset,
                 columns=columns,
-            )
-            with self._lock:
-                self._cache[key] = hit
-                if len(self._cache) > _CACHE_SIZE:
-                    self._cache.popitem(last=False)
-        return hit
+            ),
+        )

@@ -4,18 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 
-from sqlalchemy import func, insert, select, tuple_
+from sqlalchemy import Table, TextClause, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from govern.errors import Conflict
 from govern.ledger.merkle import NodeKey
-from govern.store.db import Database
+from govern.store.db import Database, store_errors
 from govern.store.models import LedgerEntry, LedgerNode
 
 __all__ = ["SqlNodeStore"]
 
-_CHUNK = 500  # keys per IN (...) query, well under every driver's parameter limit
+_CHUNK = 100  # keys per query: proofs need at most ~2 log2(n), so one query each
+_NODES: Table = LedgerNode.__table__  # type: ignore[assignment]
+_ENTRIES: Table = LedgerEntry.__table__  # type: ignore[assignment]
+
+
+@lru_cache(maxsize=_CHUNK)
+def _select_nodes(count: int) -> TextClause:
+    # An OR of primary-key equalities, one statement text per key count so drivers and the
+    # database reuse the plan: SQLite does not use the primary key for a row-value IN, and
+    # building the statement in SQLAlchemy each time cost more than the lookup itself.
+    terms = " OR ".join(f"(level = :l{n} AND idx = :i{n})" for n in range(count))
+    return text(f"SELECT level, idx, hash FROM ledger_nodes WHERE {terms}")  # noqa: S608
 
 
 class SqlNodeStore:
@@ -41,11 +53,11 @@ class SqlNodeStore:
         with self.db.session() as s:
             for i in range(0, len(wanted), _CHUNK):
                 chunk = wanted[i : i + _CHUNK]
-                rows = s.execute(
-                    select(LedgerNode.level, LedgerNode.idx, LedgerNode.hash).where(
-                        tuple_(LedgerNode.level, LedgerNode.idx).in_(chunk)
-                    )
-                )
+                params: dict[str, int] = {}
+                for n, (level, idx) in enumerate(chunk):
+                    params[f"l{n}"] = level
+                    params[f"i{n}"] = idx
+                rows = s.execute(_select_nodes(len(chunk)), params)
                 out.update({(lv, ix): bytes(h) for lv, ix, h in rows})
         return out
 
@@ -55,17 +67,19 @@ class SqlNodeStore:
             raise Conflict("staged entries do not match the leaves being stored")
         now = datetime.now(UTC)
         try:
-            with self.db.session() as s:
+            # Core executemany, not the ORM's bulk insert: the writer thread spent most of its
+            # time in ORM bookkeeping.
+            with store_errors(), self.db.engine.begin() as conn:
                 if leaves:
-                    s.execute(
-                        insert(LedgerEntry),
+                    conn.execute(
+                        _ENTRIES.insert(),
                         [
                             {"idx": ix, "leaf": leaf, "kind": kind, "created_at": now}
                             for ix, (leaf, kind) in zip(leaves, self._staged, strict=True)
                         ],
                     )
-                s.execute(
-                    insert(LedgerNode),
+                conn.execute(
+                    _NODES.insert(),
                     [{"level": lv, "idx": ix, "hash": h} for (lv, ix), h in items.items()],
                 )
         except IntegrityError as exc:
@@ -75,5 +89,5 @@ class SqlNodeStore:
 
     def size(self) -> int:
         with self.db.session() as s:
-            top = s.scalar(select(func.max(LedgerNode.idx)).where(LedgerNode.level == 0))
+            top = s.scalar(select(func.max(_NODES.c.idx)).where(_NODES.c.level == 0))
         return 0 if top is None else int(top) + 1

@@ -1,10 +1,19 @@
-# Multi-stage image: build a wheel with its dependencies, run it as an unprivileged user.
+# Multi-stage image: compile the anchor contract with solc-js, build a wheel with its
+# dependencies, run it as an unprivileged user.
+FROM node:20-slim AS contracts
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --omit=optional --no-audit --no-fund
+COPY contracts ./contracts
+RUN mkdir -p govern/ledger/anchor && npm run --silent build:contracts
+
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY govern ./govern
 COPY migrations ./migrations
 COPY policies ./policies
+COPY --from=contracts /src/govern/ledger/anchor/build ./govern/ledger/anchor/build
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir --upgrade pip \
  && /opt/venv/bin/pip install --no-cache-dir .
@@ -20,5 +29,6 @@ USER govern
 WORKDIR /var/lib/govern
 EXPOSE 8000 8815
 HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8000/healthz'); sys.exit(0)"
-# Production needs GOVERN_SIGNING_SECRET (and usually GOVERN_DATABASE_URL); serve migrates first.
+# Production needs GOVERN_SIGNING_SECRET (and usually GOVERN_DATABASE_URL and
+# GOVERN_CHAIN_RPC_URL with a funded key); serve migrates first.
 CMD ["govern", "serve", "--host", "0.0.0.0", "--port", "8000", "--flight-port", "8815"]

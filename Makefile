@@ -8,15 +8,28 @@ STAMP := $(VENV)/.installed
 SYSTEM_PACKAGES :=
 export GOVERN_HOME ?= $(CURDIR)/.govern
 
-.PHONY: install system-deps run test lint typecheck pytest bench clean docker
+ANCHOR_ARTIFACT := govern/ledger/anchor/build/Anchor.json
 
-$(STAMP): pyproject.toml
+.PHONY: install system-deps contracts run test lint typecheck pytest bench clean docker
+
+$(STAMP): pyproject.toml connectors/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	# The CPU build of torch, pinned and first, so nothing later pulls a CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]' -e './connectors[torch,datasets]'
 	touch $(STAMP)
 
-install: system-deps $(STAMP)
+install: system-deps $(STAMP) contracts
+
+# The anchor contract, compiled offline by solc-js from node_modules (and ganache for tests).
+contracts: $(ANCHOR_ARTIFACT)
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+$(ANCHOR_ARTIFACT): contracts/Anchor.sol contracts/build.js node_modules/.package-lock.json
+	npm run --silent build:contracts
 
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -35,7 +48,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy govern
+	$(BIN)/mypy govern connectors/govern_connect
 
 pytest: install
 	$(BIN)/python -m pytest
@@ -44,6 +57,8 @@ test: lint typecheck pytest
 
 bench: install
 	$(BIN)/python bench/decisions.py
+	$(BIN)/python bench/flight.py
+	$(BIN)/python bench/ledger.py
 
 docker:
 	docker build -t govern:dev .

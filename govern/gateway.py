@@ -9,13 +9,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from govern.auth import Action, Caller, PrincipalService, TokenService, is_allowed
-from govern.catalog import Catalog
+from govern.catalog import Catalog, DatasetInfo
 from govern.engine import Engine
 from govern.errors import Forbidden, GovernError, PrincipalNotFound
+from govern.ledger.anchor import Anchorer, AnchorRecords, open_chain
 from govern.ledger.service import Ledger
 from govern.policy.plan import Plan
 from govern.policy.service import PolicyService
 from govern.policy.watcher import StoreWatcher
+from govern.provenance.reads import GovernedRead, ReadRequest, open_read
+from govern.provenance.store import ProvenanceStore
 from govern.settings import Settings
 from govern.store import Database
 
@@ -31,6 +34,8 @@ class DecisionRequest:
     role: str | None = None
     columns: Sequence[str] | None = None
     sent_attributes: Mapping[str, Any] | None = None
+    # A pinned dataset version; None decides against the newest active one.
+    version: int | None = None
 
 
 @dataclass
@@ -43,11 +48,16 @@ class Gateway:
     policy: PolicyService
     engine: Engine
     watcher: StoreWatcher | None = None
+    anchorer: Anchorer | None = None
     _ledger: Ledger | None = field(default=None, repr=False)
     _ledger_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def open(cls, settings: Settings, *, watch: bool = False) -> Gateway:
+    def open(
+        cls, settings: Settings, *, watch: bool = False, anchor: bool | None = None
+    ) -> Gateway:
+        """``watch``: follow policy changes (serving). ``anchor`` (default: as ``watch``): run
+        the anchorer that writes checkpoints to the configured chain."""
         settings.home.mkdir(parents=True, exist_ok=True)
         db = Database(settings.resolved_database_url)
         gateway = cls(
@@ -64,6 +74,15 @@ class Gateway:
                 settings.resolved_database_url, settings.policy_poll_seconds
             )
             gateway.watcher.set_update_callback(gateway.policy.reload)
+        if (watch if anchor is None else anchor) and settings.chain_backend != "none":
+            gateway.anchorer = Anchorer(
+                lambda: gateway.ledger,
+                lambda: open_chain(settings),
+                gateway.anchors,
+                every_entries=settings.anchor_every_entries,
+                every_seconds=settings.anchor_every_seconds,
+            )
+            gateway.anchorer.start()
         return gateway
 
     @property
@@ -75,6 +94,11 @@ class Gateway:
                     self.db, self.settings.keys_dir / "ledger.pem", self.settings.ledger_origin
                 )
             return self._ledger
+
+    @property
+    def anchors(self) -> AnchorRecords:
+        """The anchors recorded in the store (whether or not this process anchors)."""
+        return AnchorRecords(self.db)
 
     def put_policy(self, model: str | None, rules: Sequence[Sequence[Any]], actor: str) -> int:
         """Validate aside, store, swap in, tell replicas, and log the change."""
@@ -89,11 +113,28 @@ class Gateway:
         )
         return version
 
+    @property
+    def provenance(self) -> ProvenanceStore:
+        """Runs and the row ids each received (stateless; shares one merge lock per process)."""
+        return ProvenanceStore(self.db)
+
+    def excluded_rows(self, info: DatasetInfo) -> frozenset[int]:
+        """Row ids of this version never to be served again. The hook erasure fills in; until
+        then nothing is excluded."""
+        return frozenset()
+
+    def read(self, caller: Caller, req: ReadRequest) -> GovernedRead:
+        """Decide (logged), check, log the read, and return its stream, which records the
+        row ids it delivers to the run. See ``govern.provenance.reads``."""
+        return open_read(self, caller, req)
+
     def log(self, kind: str, data: Mapping[str, Any], actor: str) -> int:
         """Record an event in the access log; returns its index once durable."""
         return self.ledger.append(kind, data, actor)
 
     def close(self) -> None:
+        if self.anchorer is not None:
+            self.anchorer.stop()
         if self._ledger is not None:
             self._ledger.close()
         if self.watcher is not None:
@@ -147,7 +188,7 @@ class Gateway:
         if role not in principal.roles or (subject_id == caller.id and role != caller.role):
             return deny(f"subject does not act as role {role[:32]!r}")
         try:
-            info = self.catalog.get(req.dataset)
+            info = self.catalog.get(req.dataset, req.version)
         except GovernError as exc:
             return deny(exc.message)
         subject = {**principal.attributes, "id": principal.id, "role": role}

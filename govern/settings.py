@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="REST bind address.")
     port: int = Field(8000, ge=0, le=65535, description="REST port.")
     flight_port: int = Field(8815, ge=0, le=65535, description="Arrow Flight port.")
+    provenance_flush_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="How often a read in flight merges the row ids it delivered into its run.",
+    )
+    flight_shutdown_seconds: float = Field(
+        10.0, gt=0, description="How long stopping Flight waits for reads in flight to end."
+    )
     max_body_bytes: int = Field(
         1 << 20, gt=0, description="Largest JSON request body accepted, in bytes."
     )
@@ -68,6 +76,32 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$",
         description="The access log's name: checkpoint origin line and signing key name.",
     )
+    chain_backend: Literal["embedded", "rpc", "none"] = Field(
+        "embedded",
+        description="Where checkpoints are anchored: in-process EVM under home, a JSON-RPC "
+        "node, or nowhere. Setting chain_rpc_url alone selects rpc.",
+    )
+    chain_rpc_url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="Ethereum JSON-RPC endpoint (http or https) for the rpc backend.",
+    )
+    chain_key_file: Path | None = Field(
+        None,
+        description="Hex secp256k1 private key (mode 0600) that signs and pays for anchors; "
+        "default home/keys/chain.key.",
+    )
+    chain_contract_address: str | None = Field(
+        None,
+        pattern=r"^0x[0-9a-fA-F]{40}$",
+        description="Anchor contract to use; default: the one this gateway deployed.",
+    )
+    anchor_every_entries: int = Field(
+        1000, gt=0, description="Anchor once this many entries are not yet anchored."
+    )
+    anchor_every_seconds: float = Field(
+        60.0, gt=0, description="Anchor when the oldest unanchored entry is this old."
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -84,6 +118,20 @@ class Settings(BaseSettings):
         )
         toml = TomlConfigSettingsSource(settings_cls, toml_file=config_path)
         return (init_settings, env_settings, toml)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rpc_url_selects_rpc(cls, data: Any) -> Any:
+        # GOVERN_CHAIN_RPC_URL alone is how production points at a chain (DESIGN.md).
+        if isinstance(data, dict) and data.get("chain_rpc_url") and "chain_backend" not in data:
+            return {**data, "chain_backend": "rpc"}
+        return data
+
+    @model_validator(mode="after")
+    def _rpc_backend_needs_url(self) -> Settings:
+        if self.chain_backend == "rpc" and not self.chain_rpc_url:
+            raise ValueError("chain_backend rpc needs GOVERN_CHAIN_RPC_URL")
+        return self
 
     @model_validator(mode="after")
     def _refuse_weak_secret_in_production(self) -> Settings:
@@ -110,6 +158,15 @@ class Settings(BaseSettings):
     @property
     def keys_dir(self) -> Path:
         return self.home / "keys"
+
+    @property
+    def chain_dir(self) -> Path:
+        """The embedded chain's database and the addresses of deployed contracts."""
+        return self.home / "chain"
+
+    @property
+    def resolved_chain_key_file(self) -> Path:
+        return self.chain_key_file or self.keys_dir / "chain.key"
 
     @cached_property
     def token_secret(self) -> bytes:

@@ -10,8 +10,8 @@ from fastapi import FastAPI
 from govern import __version__
 from govern.api.errors import install_error_handlers
 from govern.api.limits import BodyLimit
-from govern.api.metrics import ApiMetrics, MetricsMiddleware
-from govern.api.routes import datasets, decisions, health, ledger, policies, principals
+from govern.api.metrics import AnchorCollector, ApiMetrics, MetricsMiddleware
+from govern.api.routes import datasets, decisions, health, ledger, policies, principals, runs
 from govern.gateway import Gateway
 
 __all__ = ["UPLOAD_PATHS", "create_app"]
@@ -35,8 +35,11 @@ def create_app(gateway: Gateway, *, close_on_shutdown: bool = True) -> FastAPI:
     )
     app.state.gateway = gateway
     app.state.metrics = ApiMetrics()
+    app.state.metrics.registry.register(
+        AnchorCollector(lambda: gateway.anchorer.status() if gateway.anchorer else None)
+    )
     install_error_handlers(app)
-    for module in (health, datasets, decisions, ledger, policies, principals):
+    for module in (health, datasets, decisions, ledger, policies, principals, runs):
         app.include_router(module.router)
     app.add_middleware(
         BodyLimit,

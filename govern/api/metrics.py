@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["ApiMetrics", "MetricsMiddleware"]
+from govern.errors import GovernError
+from govern.ledger.anchor import AnchorStatus
+
+__all__ = ["AnchorCollector", "ApiMetrics", "MetricsMiddleware"]
+
+log = logging.getLogger("govern.api")
 
 
 class ApiMetrics:
@@ -31,6 +40,64 @@ class ApiMetrics:
             "Policy decisions by outcome.",
             ["decision"],
             registry=self.registry,
+        )
+
+
+class AnchorCollector(Collector):
+    """Anchoring lag, read from the anchorer at scrape time so it keeps growing while the
+    anchorer itself is stuck waiting on a chain that is down."""
+
+    def __init__(self, status: Callable[[], AnchorStatus | None]) -> None:
+        self._status = status
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            st = self._status()
+        except GovernError as exc:  # the store is down: no numbers rather than a failed scrape
+            log.warning("anchor metrics unavailable: %s", exc.message)
+            return
+        if st is None:  # anchoring is off in this process
+            return
+        gauges = [
+            ("govern_ledger_tree_size", "Entries in the access log.", st.tree_size),
+            (
+                "govern_ledger_anchored_tree_size",
+                "Largest tree size anchored on a chain.",
+                st.anchored_size,
+            ),
+            (
+                "govern_ledger_anchor_lag_entries",
+                "Entries appended but not yet anchored on the chain.",
+                st.lag_entries,
+            ),
+            (
+                "govern_ledger_anchor_lag_seconds",
+                "Age of the oldest entry not yet anchored on the chain (0 when none).",
+                st.lag_seconds,
+            ),
+            (
+                "govern_ledger_anchor_retry_in_seconds",
+                "Seconds until the next attempt while backing off (0 when not).",
+                st.retry_in_seconds,
+            ),
+        ]
+        if st.chain_up is not None:  # absent until the first attempt, rather than a false 0
+            gauges.append(
+                (
+                    "govern_ledger_anchor_chain_up",
+                    "1 if the last anchoring attempt reached the chain, 0 if it failed.",
+                    1 if st.chain_up else 0,
+                )
+            )
+        for name, doc, value in gauges:
+            yield GaugeMetricFamily(name, doc, value=value)
+        yield CounterMetricFamily(
+            "govern_ledger_anchors", "Anchors written by this process.", value=st.anchors
+        )
+        yield CounterMetricFamily(
+            "govern_ledger_anchor_failures",
+            "Failed anchoring attempts in this process.",
+            value=st.failures,
         )
 
 

@@ -23,6 +23,8 @@ class Action(StrEnum):
     PRINCIPALS_WRITE = "principals.write"
     TOKENS_WRITE = "tokens.write"
     LEDGER_READ = "ledger.read"
+    # Any run's provenance, and which runs read a subject's rows; a principal always sees its own.
+    RUNS_READ = "runs.read"
 
 
 _EVERYONE = frozenset(ROLES)
@@ -38,6 +40,7 @@ _GRANTS: dict[Action, frozenset[str]] = {
     Action.PRINCIPALS_WRITE: frozenset({"admin"}),
     Action.TOKENS_WRITE: frozenset({"admin"}),
     Action.LEDGER_READ: _EVERYONE,
+    Action.RUNS_READ: frozenset({"admin", "steward", "auditor", "compliance"}),
 }
 
 

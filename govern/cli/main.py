@@ -6,6 +6,7 @@ Every command reports a GovernError as one line on stderr and exits non-zero: 2 
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -68,10 +69,11 @@ def serve(
     port: Annotated[int | None, typer.Option(help="REST port.")] = None,
     flight_port: Annotated[int | None, typer.Option(help="Arrow Flight port.")] = None,
 ) -> None:
-    """Serve the REST API and console (and Arrow Flight, once that part is enabled)."""
+    """Serve the REST API and console on H:P, and Arrow Flight on H:F."""
     import uvicorn
 
     from govern.api import create_app
+    from govern.flight import FlightServer
     from govern.store.migrate import upgrade
 
     overrides: dict[str, object] = {}
@@ -84,7 +86,34 @@ def serve(
     s = load_settings(**overrides)
     upgrade(s.resolved_database_url)
     gateway = Gateway.open(s, watch=True)
-    uvicorn.run(create_app(gateway), host=s.host, port=s.port, log_level=s.log_level)
+    try:
+        # Flight serves from gRPC's own threads once constructed; uvicorn holds the main thread
+        # and returns on SIGINT/SIGTERM, then Flight stops and the gateway closes, in that order.
+        flight = FlightServer(gateway, host=s.host, port=s.flight_port)
+    except GovernError:
+        gateway.close()
+        raise
+    err.print(f"Arrow Flight on {flight.location}", highlight=False)
+    # uvicorn re-raises the signal that stopped it once it has shut down; with the default
+    # handlers that would kill the process before Flight stops. These handlers take it instead,
+    # so a stop by signal ends Flight's reads, closes the gateway and exits 0.
+    previous = {sig: signal.signal(sig, _stop_requested) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        uvicorn.run(
+            create_app(gateway, close_on_shutdown=False),
+            host=s.host,
+            port=s.port,
+            log_level=s.log_level,
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        flight.stop()
+        gateway.close()
+
+
+def _stop_requested(signum: int, frame: object) -> None:
+    """Re-raised by uvicorn after its graceful shutdown; nothing left to do but return."""
 
 
 @db_app.command("upgrade")
@@ -296,31 +325,101 @@ def ledger_verify(
     bundle: Annotated[
         Path | None, typer.Option(help="Verify this exported bundle offline instead.")
     ] = None,
+    rpc_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Check the anchors on this Ethereum JSON-RPC node (default: the "
+            "configured chain; none for a bundle)."
+        ),
+    ] = None,
+    chain: Annotated[
+        bool, typer.Option("--chain/--no-chain", help="Check the anchors on the chain.")
+    ] = True,
 ) -> None:
-    """Recompute the log, check every checkpoint and entry; exit 1 naming the first bad index."""
+    """Recompute the log, check every checkpoint, entry and anchor (on the chain); exit 1
+    naming the first bad index or the mismatching anchor."""
+    from govern.ledger.anchor import Chain, open_chain
     from govern.ledger.verify import Bundle, LedgerVerificationError, verify_bundle
 
+    s = settings()
     if bundle is not None:
         data = Bundle.read(bundle)
+        # Offline by default: a bundle's anchors are checked only against a node named here.
+        use_chain = chain and rpc_url is not None
     else:
         gateway = open_gateway()
         gateway.ledger.checkpoint()
         data = gateway.ledger.bundle()
+        data.anchors = [a.ref() for a in gateway.anchors.all()]
         gateway.close()
+        use_chain = chain and (rpc_url is not None or s.chain_backend != "none")
+    lookup: Chain | None = None
+    if use_chain and data.anchors:
+        # Read-only: no key needed, and a serving gateway may hold the embedded chain.
+        lookup = open_chain(s, read_only=True, rpc_url=rpc_url)
     try:
-        report = verify_bundle(data)
+        report = verify_bundle(data, lookup)
     except LedgerVerificationError as exc:
-        err.print(f"[red]ledger verification FAILED:[/red] {exc.message}", highlight=False)
+        err.print(
+            f"[red]ledger verification FAILED:[/red] {exc.message}", highlight=False, soft_wrap=True
+        )
         if exc.first_bad_index is not None:
-            err.print(f"first bad index: {exc.first_bad_index}", highlight=False)
+            err.print(f"first bad index: {exc.first_bad_index}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from exc
+    finally:
+        if lookup is not None:
+            lookup.close()
     out.print(
         f"ledger OK: {report.entries} entries, {report.checkpoints} signed checkpoints, "
         f"verified up to size {report.verified_size}",
         highlight=False,
     )
+    if report.chain is not None:
+        out.print(
+            f"anchors OK: {report.anchors_on_chain} of {report.anchors} anchors match the "
+            f"signed checkpoints on {report.chain}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    elif not report.anchors:
+        out.print("anchors: none recorded yet", highlight=False, soft_wrap=True)
+    elif not use_chain:
+        out.print(
+            f"anchors: {report.anchors} recorded, chain check skipped"
+            + (" (offline bundle)" if bundle is not None else " (--no-chain)"),
+            highlight=False,
+            soft_wrap=True,
+        )
     for note in report.notes:
-        out.print(f"note: {note}", highlight=False)
+        out.print(f"note: {note}", highlight=False, soft_wrap=True)
+
+
+@ledger_app.command("anchor")
+def ledger_anchor() -> None:
+    """Sign a checkpoint at the head and anchor it on the configured chain now; prints the
+    anchor as JSON (a serving gateway does this by itself every N entries or T seconds)."""
+    import json
+
+    from govern.ledger.anchor import Anchorer, open_chain
+
+    s = settings()
+    gateway = open_gateway()
+    anchorer = Anchorer(
+        lambda: gateway.ledger,
+        lambda: open_chain(s),
+        gateway.anchors,
+        every_entries=s.anchor_every_entries,
+        every_seconds=s.anchor_every_seconds,
+    )
+    try:
+        record = anchorer.anchor_now()
+    finally:
+        anchorer.stop()
+        gateway.close()
+    if record is None:
+        err.print("nothing to anchor: every entry is already anchored")
+        return
+    typer.echo(json.dumps({**record.to_json(), "gas_used": record.gas_used}, indent=2))
 
 
 @ledger_app.command("proof")
@@ -363,8 +462,12 @@ def ledger_export(
     gateway = open_gateway()
     gateway.ledger.checkpoint()
     data = gateway.ledger.bundle()
+    data.anchors = [a.ref() for a in gateway.anchors.all()]
     data.write(path)
-    err.print(f"wrote {len(data.leaves)} entries and {len(data.checkpoints)} checkpoints")
+    err.print(
+        f"wrote {len(data.leaves)} entries, {len(data.checkpoints)} checkpoints and "
+        f"{len(data.anchors)} anchors"
+    )
     gateway.close()
 
 

@@ -6,6 +6,7 @@ salt are bound parameters. Nothing a caller sends is pasted into SQL.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from govern.catalog import ROW_ID, DatasetInfo
@@ -67,7 +68,19 @@ def mask_expression(column: str, sql_type: str, action: str) -> tuple[str, list[
     raise GovernError(f"unknown column action {action!r}")
 
 
-def plan_query(info: DatasetInfo, plan: Plan, *, with_row_id: bool = True) -> Query:
+def plan_query(
+    info: DatasetInfo,
+    plan: Plan,
+    *,
+    with_row_id: bool = True,
+    exclude: Collection[int] | None = None,
+    shard: tuple[int, int] | None = None,
+    row_range: tuple[int, int] | None = None,
+) -> Query:
+    """The Plan's SELECT. ``exclude``: row ids of this version never to be served (the hook
+    erasure fills). ``shard=(i, n)``: only rows whose row id is i modulo n, so n readers split
+    a version into disjoint parts that together are exactly the Plan's rows. ``row_range=(lo,
+    hi)``: only row ids in [lo, hi), which Parquet statistics turn into skipped row groups."""
     if not plan.allowed or plan.row_filter is None:
         raise GovernError("a denied Plan has no query")
     select: list[str] = []
@@ -85,7 +98,26 @@ def plan_query(info: DatasetInfo, plan: Plan, *, with_row_id: bool = True) -> Qu
         select.append(_quote(ROW_ID))
         names.append(ROW_ID)
     where, where_params = rowfilter.to_sql(plan.row_filter)
+    conditions = [f"({where})"]
+    params += list(where_params)
+    row_id = _quote(ROW_ID)
+    if shard is not None:
+        index, count = shard
+        if count < 1 or not 0 <= index < count:
+            raise GovernError(f"invalid shard {index} of {count}")
+        conditions.append(f"({row_id} % ?) = ?")
+        params += [count, index]
+    if row_range is not None:
+        conditions.append(f"{row_id} >= ? AND {row_id} < ?")
+        params += [row_range[0], row_range[1]]
+    if exclude:
+        # An anti-join on a bound list: one hash table, however many rows are excluded.
+        conditions.append(f"{row_id} NOT IN (SELECT unnest(CAST(? AS BIGINT[])))")
+        params.append(sorted(exclude))
     path = str(info.path).replace("'", "''")
     # Identifiers are validated and quoted, values bound: see the module docstring.
-    sql = f"SELECT {', '.join(select)} FROM read_parquet('{path}') WHERE {where}"  # noqa: S608
-    return Query(sql=sql, params=params + list(where_params), columns=names)
+    sql = (
+        f"SELECT {', '.join(select)} FROM read_parquet('{path}') "  # noqa: S608
+        f"WHERE {' AND '.join(conditions)}"
+    )
+    return Query(sql=sql, params=params, columns=names)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
+import os
 import threading
+from collections import deque
+from collections.abc import Collection, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from govern.catalog import DatasetInfo
+from govern.catalog import ROW_ID, DatasetInfo
 from govern.engine.query import plan_query
 from govern.policy import rowfilter
 from govern.policy.plan import Plan
@@ -15,33 +22,110 @@ from govern.policy.plan import Plan
 __all__ = ["Engine"]
 
 _BATCH_ROWS = 64_000
+# Parallel reads split a version into ranges of whole row groups of about this many
+# (uncompressed) bytes; each range in flight is held in memory, so this bounds memory too.
+_RANGE_BYTES = 32 << 20
+# A version with a row group larger than this streams serially instead (memory stays bounded).
+_MAX_GROUP_BYTES = 256 << 20
 
 
 class Engine:
     """One DuckDB database per process; each query gets its own cursor (DuckDB's rule for
     concurrent use from several threads)."""
 
-    def __init__(self, threads: int | None = None, memory_limit: str = "2GB") -> None:
+    def __init__(
+        self, threads: int | None = None, memory_limit: str = "2GB", parallel: int | None = None
+    ) -> None:
         self._con = duckdb.connect(":memory:")
         self._con.execute(f"SET memory_limit = '{memory_limit}'")
         if threads:
             self._con.execute(f"SET threads = {int(threads)}")
         self._lock = threading.Lock()
+        # DuckDB runs a streamed query on one thread; reads of big versions run this many
+        # row-group ranges at once instead (see ``reader``).
+        self.parallel = max(1, parallel or threads or min(os.cpu_count() or 1, 4))
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
             return self._con.cursor()
 
     def reader(
-        self, info: DatasetInfo, plan: Plan, batch_rows: int = _BATCH_ROWS
+        self,
+        info: DatasetInfo,
+        plan: Plan,
+        batch_rows: int = _BATCH_ROWS,
+        *,
+        exclude: Collection[int] | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> pa.RecordBatchReader:
+        """Stream the Plan's rows, in row-id order; see ``plan_query`` for ``exclude`` and
+        ``shard``.
+
+        A version of several row-group ranges is read ``parallel`` ranges at a time, each
+        range one query, results yielded in range order; memory holds at most
+        ``parallel + 2`` ranges. Otherwise DuckDB streams the one query batch by batch.
+        """
+        ranges = _ranges(str(info.path)) if self.parallel > 1 else []
+        if len(ranges) < 2:
+            q = plan_query(info, plan, exclude=exclude, shard=shard)
+            relation = self._cursor().sql(q.sql, params=q.params)
+            assert relation is not None
+            return relation.to_arrow_reader(batch_rows)
+        batches = self._ranged(info, plan, ranges, batch_rows, exclude, shard)
+        return pa.RecordBatchReader.from_batches(self.schema(info, plan), batches)
+
+    def _ranged(
+        self,
+        info: DatasetInfo,
+        plan: Plan,
+        ranges: list[tuple[int, int]],
+        batch_rows: int,
+        exclude: Collection[int] | None,
+        shard: tuple[int, int] | None,
+    ) -> Iterator[pa.RecordBatch]:
+        def run(lo: int, hi: int) -> pa.Table:
+            q = plan_query(info, plan, exclude=exclude, shard=shard, row_range=(lo, hi))
+            cursor = self._cursor()
+            try:
+                relation = cursor.sql(q.sql, params=q.params)
+                assert relation is not None
+                return relation.to_arrow_table()
+            finally:
+                cursor.close()
+
+        pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="engine-range")
+        todo = iter(ranges)
+        pending: deque[Future[pa.Table]] = deque(
+            pool.submit(run, lo, hi) for lo, hi in itertools.islice(todo, self.parallel + 1)
+        )
+        try:
+            while pending:
+                table = pending.popleft().result()
+                following = next(todo, None)
+                if following is not None:
+                    pending.append(pool.submit(run, *following))
+                yield from table.to_batches(max_chunksize=batch_rows)
+        finally:
+            # An abandoned read: drop what has not started; running ranges finish and are freed.
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def table(
+        self,
+        info: DatasetInfo,
+        plan: Plan,
+        *,
+        exclude: Collection[int] | None = None,
+        shard: tuple[int, int] | None = None,
+    ) -> pa.Table:
+        return self.reader(info, plan, exclude=exclude, shard=shard).read_all()
+
+    def schema(self, info: DatasetInfo, plan: Plan) -> pa.Schema:
+        """The Arrow schema the Plan's stream will have, masks included, without reading rows."""
         q = plan_query(info, plan)
         relation = self._cursor().sql(q.sql, params=q.params)
         assert relation is not None
-        return relation.to_arrow_reader(batch_rows)
-
-    def table(self, info: DatasetInfo, plan: Plan) -> pa.Table:
-        return self.reader(info, plan).read_all()
+        schema: pa.Schema = relation.limit(0).to_arrow_table().schema
+        return schema
 
     def compare(
         self, info: DatasetInfo, old: rowfilter.RowFilter | None, new: rowfilter.RowFilter | None
@@ -68,3 +152,40 @@ class Engine:
 def _literal_path(info: DatasetInfo) -> str:
     # The path comes from the catalog, never from a caller; quoted all the same.
     return str(info.path).replace("'", "''")
+
+
+@functools.lru_cache(maxsize=512)
+def _ranges(path: str) -> list[tuple[int, int]]:
+    """[lo, hi) row-id ranges of whole row groups, about ``_RANGE_BYTES`` each; [] when a row
+    group is too big to hold. Versions are immutable, so this is cached by path.
+
+    The catalog writes ``_row_id`` as 0..n-1 in file order, so row group k holds the ids from
+    the row count of the groups before it; the column's statistics confirm it where present.
+    """
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except (OSError, pa.ArrowException):
+        return []  # the serial path reports the error properly
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    if ROW_ID not in names:
+        return []
+    rid = names.index(ROW_ID)
+    out: list[tuple[int, int]] = []
+    lo = start = size = 0
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        stats = group.column(rid).statistics
+        if group.total_byte_size > _MAX_GROUP_BYTES or (
+            stats is not None
+            and stats.has_min_max
+            and (stats.min, stats.max) != (start, start + group.num_rows - 1)
+        ):
+            return []
+        if size and size + group.total_byte_size > _RANGE_BYTES:
+            out.append((lo, start))
+            lo, size = start, 0
+        start += group.num_rows
+        size += group.total_byte_size
+    if start > lo:
+        out.append((lo, start))
+    return out

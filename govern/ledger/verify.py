@@ -9,6 +9,9 @@ signed checkpoints and the log's verifier key. Steps, each failing with LedgerVe
    recorded hashes and checked with the standalone verifier).
 4. Every entry is canonical JSON and hashes to its recorded leaf hash. The first one that
    does not is named: that is the entry altered after it was logged.
+5. Every recorded anchor names a signed checkpoint and carries its root; and, when a chain is
+   given, the Anchor contract on that chain holds that very root for that tree size. Without a
+   chain (an offline bundle) the on-chain part is skipped, and the report says so.
 """
 
 from __future__ import annotations
@@ -19,14 +22,22 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from govern.errors import ValidationError
 from govern.ledger.canonical import parse_leaf
 from govern.ledger.checkpoint import verify_checkpoint
 from govern.ledger.merkle import leaf_hash, node_hash, verify_consistency
 
-__all__ = ["BUNDLE_FORMAT", "Bundle", "LedgerVerificationError", "VerifyReport", "verify_bundle"]
+__all__ = [
+    "BUNDLE_FORMAT",
+    "AnchorLookup",
+    "AnchorRef",
+    "Bundle",
+    "LedgerVerificationError",
+    "VerifyReport",
+    "verify_bundle",
+]
 
 BUNDLE_FORMAT = "govern-ledger-bundle/1"
 
@@ -39,6 +50,50 @@ class LedgerVerificationError(ValidationError):
         self.first_bad_index = first_bad_index
 
 
+@dataclass(frozen=True)
+class AnchorRef:
+    """Where a checkpoint's root was anchored: enough to look it up on the chain."""
+
+    tree_size: int
+    root_hash: bytes
+    chain_id: int
+    contract_address: str
+    tx_hash: str
+    block_number: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tree_size": self.tree_size,
+            "root_hash": self.root_hash.hex(),
+            "chain_id": self.chain_id,
+            "contract_address": self.contract_address,
+            "tx_hash": self.tx_hash,
+            "block_number": self.block_number,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AnchorRef:
+        return cls(
+            tree_size=int(data["tree_size"]),
+            root_hash=bytes.fromhex(data["root_hash"]),
+            chain_id=int(data["chain_id"]),
+            contract_address=str(data["contract_address"]),
+            tx_hash=str(data["tx_hash"]),
+            block_number=int(data["block_number"]),
+        )
+
+
+class AnchorLookup(Protocol):
+    """The part of a chain the verifier needs (``govern.ledger.anchor.Chain`` is one)."""
+
+    description: str
+
+    @property
+    def chain_id(self) -> int: ...
+
+    def lookup(self, tree_size: int, contract_address: str | None = None) -> bytes | None: ...
+
+
 @dataclass
 class Bundle:
     origin: str
@@ -46,6 +101,7 @@ class Bundle:
     leaves: list[bytes]
     leaf_hashes: list[bytes]
     checkpoints: list[str]
+    anchors: list[AnchorRef] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +109,7 @@ class Bundle:
             "origin": self.origin,
             "vkey": self.vkey,
             "checkpoints": self.checkpoints,
+            "anchors": [a.to_json() for a in self.anchors],
             "entries": [base64.b64encode(x).decode() for x in self.leaves],
             "leaf_hashes": [h.hex() for h in self.leaf_hashes],
         }
@@ -72,6 +129,8 @@ class Bundle:
                 leaves=[base64.b64decode(x, validate=True) for x in data["entries"]],
                 leaf_hashes=[bytes.fromhex(h) for h in data["leaf_hashes"]],
                 checkpoints=list(data["checkpoints"]),
+                # Bundles written before anchoring existed have no anchors.
+                anchors=[AnchorRef.from_json(a) for a in data.get("anchors", [])],
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValidationError(f"unreadable ledger bundle: {exc}") from exc
@@ -82,6 +141,9 @@ class VerifyReport:
     entries: int
     checkpoints: int
     verified_size: int
+    anchors: int = 0
+    anchors_on_chain: int = 0
+    chain: str | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -112,7 +174,8 @@ class _Tree:
         return [*self.subproof(m - k, start + k, end, False), self.mth(start, start + k)]
 
 
-def verify_bundle(bundle: Bundle) -> VerifyReport:
+def verify_bundle(bundle: Bundle, chain: AnchorLookup | None = None) -> VerifyReport:
+    """Check the bundle (steps 1-5 above); with ``chain``, check its anchors on that chain."""
     report = VerifyReport(
         entries=len(bundle.leaves), checkpoints=len(bundle.checkpoints), verified_size=0
     )
@@ -163,4 +226,54 @@ def verify_bundle(bundle: Bundle) -> VerifyReport:
             f"entries {report.verified_size}..{report.entries - 1} are not yet covered by a "
             "signed checkpoint"
         )
+    # 5. Anchors: each one is a signed checkpoint's root, and the chain holds that root.
+    _verify_anchors(bundle.anchors, {h.tree_size: h.root_hash for h in heads}, chain, report)
     return report
+
+
+def _verify_anchors(
+    anchors: Sequence[AnchorRef],
+    signed: dict[int, bytes],
+    chain: AnchorLookup | None,
+    report: VerifyReport,
+) -> None:
+    report.anchors = len(anchors)
+    for a in anchors:
+        if signed.get(a.tree_size) != a.root_hash:
+            raise LedgerVerificationError(
+                f"the anchor recorded for tree size {a.tree_size} (tx {a.tx_hash}) does not carry "
+                "the root of a signed checkpoint of that size"
+            )
+    if not anchors:
+        return
+    if chain is None:
+        report.notes.append(
+            f"{len(anchors)} anchors were NOT checked on a chain (offline); give --rpc-url "
+            "to check them"
+        )
+        return
+    report.chain = f"{chain.description} (chain id {chain.chain_id})"
+    elsewhere = 0
+    for a in anchors:
+        if a.chain_id != chain.chain_id:
+            elsewhere += 1
+            continue
+        on_chain = chain.lookup(a.tree_size, a.contract_address)
+        if on_chain is None:
+            raise LedgerVerificationError(
+                f"anchor of tree size {a.tree_size} is recorded (tx {a.tx_hash}, block "
+                f"{a.block_number}) but contract {a.contract_address} on {chain.description} "
+                "holds no root for that size"
+            )
+        if on_chain != a.root_hash:
+            raise LedgerVerificationError(
+                f"anchor MISMATCH at tree size {a.tree_size}: contract {a.contract_address} on "
+                f"{chain.description} holds root {on_chain.hex()}, the signed checkpoint says "
+                f"{a.root_hash.hex()}"
+            )
+        report.anchors_on_chain += 1
+    if elsewhere:
+        report.notes.append(
+            f"{elsewhere} anchors were recorded on other chains than chain id {chain.chain_id} "
+            "and were not checked"
+        )

@@ -30,6 +30,7 @@ __all__ = [
     "DatasetVersion",
     "ErasureRequest",
     "Job",
+    "LedgerAnchor",
     "LedgerCheckpoint",
     "LedgerEntry",
     "LedgerNode",
@@ -181,6 +182,28 @@ class LedgerCheckpoint(Base):
     tree_size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LedgerAnchor(Base):
+    """A signed checkpoint's root as written to an Ethereum chain's Anchor contract.
+
+    One row per (chain, contract, tree size): the same checkpoint may be anchored on more than
+    one chain. The tree size refers to the signed checkpoint that was anchored.
+    """
+
+    __tablename__ = "ledger_anchors"
+    __table_args__ = (UniqueConstraint("chain_id", "contract_address", "tree_size"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tree_size: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("ledger_checkpoints.tree_size"), index=True
+    )
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    contract_address: Mapped[str] = mapped_column(String(42))
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    gas_used: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -52,7 +52,10 @@ class EntriesPage(BaseModel):
 
 @router.get("/checkpoint", response_model=CheckpointOut)
 def checkpoint(gateway: GatewayDep, _: Reader) -> CheckpointOut:
-    return CheckpointOut(**gateway.ledger.checkpoint().to_json())
+    head = gateway.ledger.checkpoint()
+    # Anchors of trees containing this one; empty until the anchorer has caught up with it.
+    anchors = [a.to_json() for a in gateway.anchors.covering(head.tree_size)]
+    return CheckpointOut(**head.to_json(anchors))
 
 
 @router.get("/key")

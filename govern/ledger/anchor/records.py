@@ -1,0 +1,147 @@
+"""Anchors as recorded in the store (``ledger_anchors``): what was written to which chain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from govern.ledger.anchor.base import AnchorReceipt
+from govern.ledger.verify import AnchorRef
+from govern.store.db import Database
+from govern.store.models import LedgerAnchor, LedgerEntry
+
+__all__ = ["AnchorRecord", "AnchorRecords"]
+
+
+@dataclass(frozen=True)
+class AnchorRecord:
+    tree_size: int
+    root_hash: bytes
+    chain_id: int
+    contract_address: str
+    tx_hash: str
+    block_number: int
+    gas_used: int | None
+    created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tree_size": self.tree_size,
+            "root_hash": self.root_hash.hex(),
+            "chain_id": self.chain_id,
+            "contract_address": self.contract_address,
+            "tx_hash": self.tx_hash,
+            "block_number": self.block_number,
+            "anchored_at": self.created_at.isoformat(),
+        }
+
+    def ref(self) -> AnchorRef:
+        return AnchorRef(
+            tree_size=self.tree_size,
+            root_hash=self.root_hash,
+            chain_id=self.chain_id,
+            contract_address=self.contract_address,
+            tx_hash=self.tx_hash,
+            block_number=self.block_number,
+        )
+
+
+def _record(row: LedgerAnchor) -> AnchorRecord:
+    created = row.created_at
+    if created.tzinfo is None:  # SQLite returns naive datetimes
+        created = created.replace(tzinfo=UTC)
+    return AnchorRecord(
+        tree_size=int(row.tree_size),
+        root_hash=bytes(row.root_hash),
+        chain_id=int(row.chain_id),
+        contract_address=row.contract_address,
+        tx_hash=row.tx_hash,
+        block_number=int(row.block_number),
+        gas_used=None if row.gas_used is None else int(row.gas_used),
+        created_at=created,
+    )
+
+
+class AnchorRecords:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, receipt: AnchorReceipt) -> AnchorRecord:
+        """Record an anchor; recording one that is already there returns the stored row."""
+        try:
+            with self.db.session() as s:
+                row = LedgerAnchor(
+                    tree_size=receipt.tree_size,
+                    root_hash=receipt.root,
+                    chain_id=receipt.chain_id,
+                    contract_address=receipt.contract_address,
+                    tx_hash=receipt.tx_hash,
+                    block_number=receipt.block_number,
+                    gas_used=receipt.gas_used,
+                    created_at=datetime.now(UTC),
+                )
+                s.add(row)
+                s.flush()
+                return _record(row)
+        except IntegrityError:
+            # Another replica (or an earlier attempt whose answer was lost) recorded it.
+            with self.db.session() as s:
+                existing = s.scalar(
+                    select(LedgerAnchor).where(
+                        LedgerAnchor.chain_id == receipt.chain_id,
+                        LedgerAnchor.contract_address == receipt.contract_address,
+                        LedgerAnchor.tree_size == receipt.tree_size,
+                    )
+                )
+                if existing is None:
+                    raise
+                return _record(existing)
+
+    def all(self) -> list[AnchorRecord]:
+        with self.db.session() as s:
+            rows = s.scalars(select(LedgerAnchor).order_by(LedgerAnchor.tree_size, LedgerAnchor.id))
+            return [_record(r) for r in rows]
+
+    def covering(self, tree_size: int) -> list[AnchorRecord]:
+        """Anchors of trees that contain the first ``tree_size`` entries, nearest first."""
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(LedgerAnchor)
+                .where(LedgerAnchor.tree_size >= tree_size)
+                .order_by(LedgerAnchor.tree_size, LedgerAnchor.id)
+                .limit(16)
+            )
+            return [_record(r) for r in rows]
+
+    def latest(self, chain_id: int | None = None) -> AnchorRecord | None:
+        query = select(LedgerAnchor).order_by(LedgerAnchor.tree_size.desc(), LedgerAnchor.id.desc())
+        if chain_id is not None:
+            query = query.where(LedgerAnchor.chain_id == chain_id)
+        with self.db.session() as s:
+            row = s.scalar(query.limit(1))
+            return None if row is None else _record(row)
+
+    def anchored_size(self) -> int:
+        """The largest tree size anchored on any chain (0 if none)."""
+        with self.db.session() as s:
+            size = s.scalar(select(func.max(LedgerAnchor.tree_size)))
+        return 0 if size is None else int(size)
+
+    def log_size(self) -> int:
+        """Entries in the store, whoever appended them; one primary-key lookup, cheap enough
+        to poll (MerkleLog.refresh also reloads the tree's edge)."""
+        with self.db.session() as s:
+            top = s.scalar(select(func.max(LedgerEntry.idx)))
+        return 0 if top is None else int(top) + 1
+
+    def entry_time(self, index: int) -> datetime | None:
+        """When entry ``index`` was appended (the start of the anchoring lag), if it exists."""
+        with self.db.session() as s:
+            created = s.scalar(select(LedgerEntry.created_at).where(LedgerEntry.idx == index))
+        if created is None:
+            return None
+        return created if created.tzinfo is not None else created.replace(tzinfo=UTC)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -335,6 +335,14 @@ def ledger_verify(
     chain: Annotated[
         bool, typer.Option("--chain/--no-chain", help="Check the anchors on the chain.")
     ] = True,
+    url: Annotated[
+        str | None, typer.Option(help="Fetch the log from a gateway's REST API at this URL.")
+    ] = None,
+    token: Annotated[str | None, typer.Option(help="Bearer token for --url.")] = None,
+    vkey: Annotated[
+        str | None,
+        typer.Option(help="The verifier key you trust (from GET /v1/ledger/key, kept apart)."),
+    ] = None,
 ) -> None:
     """Recompute the log, check every checkpoint, entry and anchor (on the chain); exit 1
     naming the first bad index or the mismatching anchor."""
@@ -342,7 +350,10 @@ def ledger_verify(
     from govern.ledger.verify import Bundle, LedgerVerificationError, verify_bundle
 
     s = settings()
-    if bundle is not None:
+    if url is not None:
+        data = _fetch_bundle(url, token)
+        use_chain = chain and rpc_url is not None
+    elif bundle is not None:
         data = Bundle.read(bundle)
         # Offline by default: a bundle's anchors are checked only against a node named here.
         use_chain = chain and rpc_url is not None
@@ -353,6 +364,9 @@ def ledger_verify(
         data.anchors = [a.ref() for a in gateway.anchors.all()]
         gateway.close()
         use_chain = chain and (rpc_url is not None or s.chain_backend != "none")
+    if vkey is not None and data.vkey != vkey:
+        err.print("[red]ledger verification FAILED:[/red] the log is signed by another key")
+        raise typer.Exit(1)
     lookup: Chain | None = None
     if use_chain and data.anchors:
         # Read-only: no key needed, and a serving gateway may hold the embedded chain.
@@ -420,6 +434,29 @@ def ledger_anchor() -> None:
         err.print("nothing to anchor: every entry is already anchored")
         return
     typer.echo(json.dumps({**record.to_json(), "gas_used": record.gas_used}, indent=2))
+
+
+def _fetch_bundle(url: str, token: str | None) -> Any:
+    import json
+    import urllib.error
+    import urllib.request
+
+    from govern.ledger.verify import Bundle
+
+    if not url.startswith(("http://", "https://")):
+        raise BadRequest("--url must be an http(s) URL")
+    if not token:
+        raise BadRequest("--url needs --token")
+    req = urllib.request.Request(  # noqa: S310 - scheme checked above
+        url.rstrip("/") + "/v1/ledger/bundle", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=300) as resp:  # noqa: S310
+            return Bundle.from_json(json.load(resp))
+    except urllib.error.HTTPError as exc:
+        raise BadRequest(f"the gateway answered {exc.code} for the ledger bundle") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise BadRequest(f"cannot reach {url}: {exc}") from exc
 
 
 @ledger_app.command("proof")

@@ -121,7 +121,14 @@ class Bundle:
     def read(cls, path: Path) -> Bundle:
         try:
             data = json.loads(path.read_text())
-            if data.get("format") != BUNDLE_FORMAT:
+        except ValueError as exc:
+            raise ValidationError(f"unreadable ledger bundle: {exc}") from exc
+        return cls.from_json(data)
+
+    @classmethod
+    def from_json(cls, data: Any) -> Bundle:
+        try:
+            if not isinstance(data, dict) or data.get("format") != BUNDLE_FORMAT:
                 raise ValidationError(f"not a {BUNDLE_FORMAT} file")
             return cls(
                 origin=data["origin"],

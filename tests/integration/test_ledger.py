@@ -155,3 +155,70 @@ def test_verify_names_the_first_altered_entry(demo: Gateway, tmp_path: Path) -> 
     # The offline bundle taken before the edit still verifies.
     assert verify_bundle(Bundle.read(exported)).entries == report.entries
     del entry
+
+
+def test_verify_over_rest_checks_the_served_log_against_a_pinned_key(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    import uvicorn
+
+    from govern.api import create_app
+
+    load_demo(gateway, scale=0.01)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(gateway, close_on_shutdown=False),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            time.sleep(0.05)
+        token = gateway.tokens.issue("demo-auditor", "auditor")
+        govern = str(Path(sys.executable).with_name("govern"))
+        env = {**os.environ, "GOVERN_HOME": str(tmp_path / "auditor")}
+
+        def verify(*extra: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [
+                    govern,
+                    "ledger",
+                    "verify",
+                    "--url",
+                    f"http://127.0.0.1:{port}",
+                    "--token",
+                    token,
+                    "--no-chain",
+                    *extra,
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=120,
+                check=False,
+            )
+
+        good = verify("--vkey", gateway.ledger.signer.vkey)
+        assert good.returncode == 0, good.stderr
+        assert "ledger OK" in good.stdout
+        other = verify("--vkey", "someone.else+00000000+AQ" + "A" * 42)
+        assert other.returncode == 1 and "another key" in other.stderr
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -63,6 +63,16 @@ def key(gateway: GatewayDep, _: Reader) -> dict[str, str]:
     return gateway.ledger.public_key()
 
 
+@router.get("/bundle")
+def bundle(gateway: GatewayDep, _: Reader) -> dict[str, Any]:
+    """Everything `govern ledger verify --url` needs: entries, recorded leaf hashes, signed
+    checkpoints and anchors. The hashes are trusted only as far as the signatures cover them."""
+    gateway.ledger.checkpoint()
+    data = gateway.ledger.bundle()
+    data.anchors = [a.ref() for a in gateway.anchors.all()]
+    return data.to_json()
+
+
 @router.get("/entries", response_model=EntriesPage)
 def entries(
     gateway: GatewayDep,

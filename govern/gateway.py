@@ -21,6 +21,7 @@ from govern.provenance.reads import GovernedRead, ReadRequest, open_read
 from govern.provenance.store import ProvenanceStore
 from govern.settings import Settings
 from govern.store import Database
+from govern.unlearning import ErasureInfo, ErasureService
 
 __all__ = ["DecisionRequest", "Gateway"]
 
@@ -118,10 +119,33 @@ class Gateway:
         """Runs and the row ids each received (stateless; shares one merge lock per process)."""
         return ProvenanceStore(self.db)
 
+    @property
+    def erasure(self) -> ErasureService:
+        return ErasureService(self.db, self.catalog, self.provenance)
+
     def excluded_rows(self, info: DatasetInfo) -> frozenset[int]:
-        """Row ids of this version never to be served again. The hook erasure fills in; until
-        then nothing is excluded."""
-        return frozenset()
+        """Row ids of this version never to be served again (erasure requests), read from the
+        store on every read so that every replica honours a request at once."""
+        return self.erasure.excluded(info.version_id)
+
+    def request_erasure(
+        self, subject_id: str, datasets: Sequence[str] | None, legal_basis: str, actor: str
+    ) -> ErasureInfo:
+        """Withdraw the subject's rows (effective before this returns) and log the request."""
+        info = self.erasure.request(subject_id, datasets, legal_basis, actor)
+        if info.created:
+            self.log(
+                "erasure.request",
+                {
+                    "id": info.id,
+                    "subject_id": subject_id,
+                    "datasets": list(info.datasets) if info.datasets else None,
+                    "legal_basis": legal_basis,
+                    "excluded_rows": info.excluded_rows,
+                },
+                actor,
+            )
+        return info
 
     def read(self, caller: Caller, req: ReadRequest) -> GovernedRead:
         """Decide (logged), check, log the read, and return its stream, which records the

@@ -11,7 +11,16 @@ from govern import __version__
 from govern.api.errors import install_error_handlers
 from govern.api.limits import BodyLimit
 from govern.api.metrics import AnchorCollector, ApiMetrics, MetricsMiddleware
-from govern.api.routes import datasets, decisions, health, ledger, policies, principals, runs
+from govern.api.routes import (
+    datasets,
+    decisions,
+    erasure,
+    health,
+    ledger,
+    policies,
+    principals,
+    runs,
+)
 from govern.gateway import Gateway
 
 __all__ = ["UPLOAD_PATHS", "create_app"]
@@ -39,7 +48,7 @@ def create_app(gateway: Gateway, *, close_on_shutdown: bool = True) -> FastAPI:
         AnchorCollector(lambda: gateway.anchorer.status() if gateway.anchorer else None)
     )
     install_error_handlers(app)
-    for module in (health, datasets, decisions, ledger, policies, principals, runs):
+    for module in (health, datasets, decisions, erasure, ledger, policies, principals, runs):
         app.include_router(module.router)
     app.add_middleware(
         BodyLimit,

@@ -25,6 +25,8 @@ class Action(StrEnum):
     LEDGER_READ = "ledger.read"
     # Any run's provenance, and which runs read a subject's rows; a principal always sees its own.
     RUNS_READ = "runs.read"
+    ERASURE_WRITE = "erasure.write"
+    ERASURE_READ = "erasure.read"
 
 
 _EVERYONE = frozenset(ROLES)
@@ -41,6 +43,8 @@ _GRANTS: dict[Action, frozenset[str]] = {
     Action.TOKENS_WRITE: frozenset({"admin"}),
     Action.LEDGER_READ: _EVERYONE,
     Action.RUNS_READ: frozenset({"admin", "steward", "auditor", "compliance"}),
+    Action.ERASURE_WRITE: frozenset({"admin", "compliance"}),
+    Action.ERASURE_READ: frozenset({"admin", "steward", "auditor", "compliance"}),
 }
 
 

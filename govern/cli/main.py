@@ -42,6 +42,7 @@ token_app = typer.Typer(help="Bearer tokens.", no_args_is_help=True)
 principal_app = typer.Typer(help="Principals (people and services).", no_args_is_help=True)
 dataset_app = typer.Typer(help="Datasets in the catalog.", no_args_is_help=True)
 policy_app = typer.Typer(help="Policy sets: show, load, test.", no_args_is_help=True)
+erasure_app = typer.Typer(help="Erasure requests for data subjects.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The access log: verify, prove, export.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
@@ -50,6 +51,7 @@ app.add_typer(principal_app, name="principal")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(policy_app, name="policy")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(erasure_app, name="erasure")
 
 out = Console()
 err = Console(stderr=True)
@@ -505,6 +507,56 @@ def ledger_export(
         f"wrote {len(data.leaves)} entries, {len(data.checkpoints)} checkpoints and "
         f"{len(data.anchors)} anchors"
     )
+    gateway.close()
+
+
+@erasure_app.command("request")
+def erasure_request(
+    subject: Annotated[str, typer.Option("--subject", help="The data subject's id.")],
+    legal_basis: Annotated[str, typer.Option(help="e.g. gdpr-art17")],
+    dataset: Annotated[
+        list[str] | None, typer.Option("--dataset", help="Limit to a dataset; repeatable.")
+    ] = None,
+) -> None:
+    """Withdraw a subject's rows from every version at once; prints the request."""
+    gateway = open_gateway()
+    info = gateway.request_erasure(subject, dataset, legal_basis, "cli")
+    out.print(
+        f"{info.id}: {info.state}, {info.excluded_rows} row(s) excluded"
+        + ("" if info.created else " (already requested)"),
+        highlight=False,
+    )
+    gateway.close()
+
+
+@erasure_app.command("status")
+def erasure_status(rid: Annotated[str, typer.Argument(help="Request id.")]) -> None:
+    """A request's state, excluded rows and the runs that read the subject."""
+    from govern.provenance import SubjectLookup
+
+    gateway = open_gateway()
+    info = gateway.erasure.get(rid)
+    out.print(f"{info.id}: {info.state}, {info.excluded_rows} row(s) excluded", highlight=False)
+    lookup = SubjectLookup(gateway.provenance)
+    table = Table("run", "principal", "dataset", "version", "rows read")
+    for run in lookup.runs_for_subject(info.subject_id, info.datasets):
+        for r in run.reads:
+            table.add_row(run.run.id, run.run.principal_id, r.dataset, str(r.version), str(r.rows))
+    lookup.close()
+    out.print(table)
+    gateway.close()
+
+
+@erasure_app.command("list")
+def erasure_list() -> None:
+    """Every erasure request."""
+    gateway = open_gateway()
+    table = Table("id", "subject", "state", "rows excluded", "legal basis")
+    for info in gateway.erasure.all():
+        table.add_row(
+            info.id, info.subject_id, info.state, str(info.excluded_rows), info.legal_basis
+        )
+    out.print(table)
     gateway.close()
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "Dataset",
     "DatasetColumn",
     "DatasetVersion",
+    "ErasureExclusion",
     "ErasureRequest",
     "Job",
     "LedgerAnchor",
@@ -237,6 +238,18 @@ class ErasureRequest(Base):
     excluded_rows: Mapped[int] = mapped_column(BigInteger, default=0)
     requested_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ErasureExclusion(Base):
+    """The row ids of one dataset version that an erasure request withdrew (roaring bitmap)."""
+
+    __tablename__ = "erasure_exclusions"
+    __table_args__ = (UniqueConstraint("request_id", "version_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("erasure_requests.id"), index=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"), index=True)
+    row_ids: Mapped[bytes] = mapped_column(LargeBinary)
+    row_count: Mapped[int] = mapped_column(BigInteger)
 
 
 class Job(Base):

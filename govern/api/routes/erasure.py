@@ -1,0 +1,79 @@
+"""Erasure requests: withdraw a data subject's rows at once, and see which runs read them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from govern.api.deps import GatewayDep, require
+from govern.auth import Action, Caller
+from govern.gateway import Gateway
+from govern.provenance import SubjectLookup
+from govern.unlearning import ErasureInfo
+
+router = APIRouter(prefix="/v1/erasure-requests", tags=["erasure"])
+
+
+class ErasureIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    subject_id: str = Field(min_length=1, max_length=200)
+    datasets: list[Annotated[str, Field(max_length=63)]] | None = Field(None, max_length=1000)
+    legal_basis: str = Field(min_length=1, max_length=200)
+
+
+class ErasureOut(BaseModel):
+    id: str
+    state: str
+    subject_id: str
+    datasets: list[str] | None
+    legal_basis: str
+    excluded_rows: int
+    affected_runs: list[dict[str, Any]]
+    jobs: list[dict[str, Any]]
+
+
+Writer = Annotated[Caller, Depends(require(Action.ERASURE_WRITE))]
+Reader = Annotated[Caller, Depends(require(Action.ERASURE_READ))]
+
+
+def _out(gateway: Gateway, info: ErasureInfo) -> ErasureOut:
+    lookup = SubjectLookup(gateway.provenance)
+    try:
+        runs = lookup.runs_for_subject(info.subject_id, info.datasets)
+    finally:
+        lookup.close()
+    return ErasureOut(
+        id=info.id,
+        state=info.state,
+        subject_id=info.subject_id,
+        datasets=list(info.datasets) if info.datasets else None,
+        legal_basis=info.legal_basis,
+        excluded_rows=info.excluded_rows,
+        affected_runs=[
+            {
+                "run_id": r.run.id,
+                "principal": r.run.principal_id,
+                "reads": [
+                    {"dataset": x.dataset, "version": x.version, "rows": x.rows} for x in r.reads
+                ],
+            }
+            for r in runs
+        ],
+        # Retraining and unlearning jobs are not built yet (issue 7's next slice).
+        jobs=[],
+    )
+
+
+@router.post("", response_model=ErasureOut, status_code=202)
+def create(body: ErasureIn, gateway: GatewayDep, caller: Writer, response: Response) -> ErasureOut:
+    info = gateway.request_erasure(body.subject_id, body.datasets, body.legal_basis, caller.id)
+    if not info.created:
+        response.status_code = 200  # the same request again: idempotent
+    return _out(gateway, info)
+
+
+@router.get("/{rid}", response_model=ErasureOut)
+def get(rid: str, gateway: GatewayDep, _: Reader) -> ErasureOut:
+    return _out(gateway, gateway.erasure.get(rid))

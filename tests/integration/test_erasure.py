@@ -1,0 +1,82 @@
+"""Erasure over both stores, end to end: a trainer reads through Flight, a compliance officer
+erases one patient, and the very next read no longer contains any of that patient's rows."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import duckdb
+import govern_connect
+from fastapi.testclient import TestClient
+
+from govern.gateway import Gateway
+from tests.conftest import auth
+from tests.unit.flight.serving import flight_server, load_small_demo
+
+
+def subject_of_rows(gateway: Gateway) -> dict[int, str]:
+    info = gateway.catalog.get("patient_notes")
+    rows = duckdb.sql(f"SELECT _row_id, patient_id FROM read_parquet('{info.path}')").fetchall()
+    return {int(r): str(p) for r, p in rows}
+
+
+def test_an_erased_subject_is_never_served_again_and_its_runs_are_found(
+    gateway: Gateway, client: TestClient
+) -> None:
+    load_small_demo(gateway)
+    owner = subject_of_rows(gateway)
+    trainer = gateway.tokens.issue("demo-trainer", "trainer")
+    officer = auth(gateway.tokens.issue("demo-compliance", "compliance"))
+    with flight_server(gateway) as server:
+        reader = govern_connect.connect(server.location, trainer)
+        before = reader.read("patient_notes", purpose="training", run_id="run-a")
+        served = Counter(owner[i] for i in before.column("_row_id").to_pylist())
+        subject, seen = served.most_common(1)[0]
+        everywhere = sum(1 for p in owner.values() if p == subject)
+
+        r = client.post(
+            "/v1/erasure-requests",
+            json={"subject_id": subject, "datasets": None, "legal_basis": "gdpr-art17"},
+            headers=officer,
+        )
+        assert r.status_code == 202, r.text
+        body = r.json()
+        assert body["state"] == "excluded"
+        assert body["excluded_rows"] == everywhere
+        (run,) = [x for x in body["affected_runs"] if x["run_id"] == "run-a"]
+        assert run["reads"] == [{"dataset": "patient_notes", "version": 1, "rows": seen}]
+
+        after = reader.read("patient_notes", purpose="training", run_id="run-b")
+        assert subject not in {owner[i] for i in after.column("_row_id").to_pylist()}
+        assert after.num_rows == before.num_rows - seen
+
+    again = client.post(
+        "/v1/erasure-requests",
+        json={"subject_id": subject, "datasets": None, "legal_basis": "gdpr-art17"},
+        headers=officer,
+    )
+    assert again.status_code == 200 and again.json()["id"] == body["id"]
+    got = client.get(f"/v1/erasure-requests/{body['id']}", headers=officer).json()
+    assert got["excluded_rows"] == everywhere
+    kinds = [e for _, e in gateway.ledger.leaves(0, 10_000)]
+    assert any(b'"erasure.request"' in leaf for leaf in kinds)
+
+
+def test_unknown_subjects_complete_at_once_and_only_officers_may_erase(
+    gateway: Gateway, client: TestClient
+) -> None:
+    load_small_demo(gateway)
+    body = {"subject_id": "nobody-at-all", "datasets": ["chat_logs"], "legal_basis": "ccpa"}
+    r = client.post(
+        "/v1/erasure-requests", json=body, headers=auth(gateway.tokens.issue("demo-admin", "admin"))
+    )
+    assert r.status_code == 202
+    assert (r.json()["state"], r.json()["excluded_rows"]) == ("completed", 0)
+    trainer = auth(gateway.tokens.issue("demo-trainer", "trainer"))
+    assert client.post("/v1/erasure-requests", json=body, headers=trainer).status_code == 403
+    bad = {**body, "datasets": ["../etc"]}
+    r = client.post(
+        "/v1/erasure-requests", json=bad, headers=auth(gateway.tokens.issue("demo-admin", "admin"))
+    )
+    assert r.status_code == 400 and r.json()["error"] == "bad_request"
+    assert client.get("/v1/erasure-requests/er-nope", headers=trainer).status_code == 403

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from govern.catalog.names import ROW_ID, validate_column_name, validate_dataset_name
+from govern.catalog.names import (
+    ROW_ID,
+    parquet_source,
+    validate_column_name,
+    validate_dataset_name,
+)
 from govern.catalog.service import Catalog, ColumnInfo, DatasetInfo
 
 __all__ = [
@@ -10,6 +15,7 @@ __all__ = [
     "Catalog",
     "ColumnInfo",
     "DatasetInfo",
+    "parquet_source",
     "validate_column_name",
     "validate_dataset_name",
 ]

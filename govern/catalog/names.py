@@ -6,7 +6,13 @@ import re
 
 from govern.errors import BadRequest
 
-__all__ = ["ROW_ID", "validate_column_name", "validate_dataset_name", "validate_tag"]
+__all__ = [
+    "ROW_ID",
+    "parquet_source",
+    "validate_column_name",
+    "validate_dataset_name",
+    "validate_tag",
+]
 
 # The stable per-version row id that provenance and erasure key on.
 ROW_ID = "_row_id"
@@ -16,6 +22,12 @@ _COLUMN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 _TAG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 # r.obj.dataset is the dataset name in every policy request, so no column may take that name.
 _RESERVED_COLUMNS = frozenset({"dataset"})
+
+
+def parquet_source(path: object) -> str:
+    """``read_parquet('<path>')`` for SQL. Paths come from the catalog, never from a caller;
+    the literal is quoted all the same."""
+    return "read_parquet('" + str(path).replace("'", "''") + "')"
 
 
 def validate_dataset_name(name: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from govern.catalog import ROW_ID, DatasetInfo
+from govern.catalog import ROW_ID, DatasetInfo, parquet_source
 from govern.errors import GovernError
 from govern.policy import rowfilter
 from govern.policy.plan import Plan
@@ -114,10 +114,9 @@ def plan_query(
         # An anti-join on a bound list: one hash table, however many rows are excluded.
         conditions.append(f"{row_id} NOT IN (SELECT unnest(CAST(? AS BIGINT[])))")
         params.append(sorted(exclude))
-    path = str(info.path).replace("'", "''")
     # Identifiers are validated and quoted, values bound: see the module docstring.
     sql = (
-        f"SELECT {', '.join(select)} FROM read_parquet('{path}') "  # noqa: S608
+        f"SELECT {', '.join(select)} FROM {parquet_source(info.path)} "  # noqa: S608
         f"WHERE {' AND '.join(conditions)}"
     )
     return Query(sql=sql, params=params, columns=names)

@@ -14,7 +14,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from govern.catalog import ROW_ID, DatasetInfo
+from govern.catalog import ROW_ID, DatasetInfo, parquet_source
 from govern.engine.query import plan_query
 from govern.policy import rowfilter
 from govern.policy.plan import Plan
@@ -139,7 +139,7 @@ class Engine:
             for w in (a, b, f"({b}) AND NOT ({a})", f"({a}) AND NOT ({b})")
         )
         # Filters are rendered with bound values and quoted identifiers.
-        sql = f"SELECT {counts} FROM read_parquet('{_literal_path(info)}')"  # noqa: S608
+        sql = f"SELECT {counts} FROM {parquet_source(info.path)}"  # noqa: S608
         row = self._cursor().execute(sql, [*pa_, *pb, *pb, *pa_, *pa_, *pb]).fetchone()
         assert row is not None
         before, after, gained, lost = (int(v) for v in row)
@@ -147,11 +147,6 @@ class Engine:
 
     def close(self) -> None:
         self._con.close()
-
-
-def _literal_path(info: DatasetInfo) -> str:
-    # The path comes from the catalog, never from a caller; quoted all the same.
-    return str(info.path).replace("'", "''")
 
 
 @functools.lru_cache(maxsize=512)

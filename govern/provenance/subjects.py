@@ -17,7 +17,7 @@ import duckdb
 from pyroaring import BitMap
 from sqlalchemy import select
 
-from govern.catalog import ROW_ID
+from govern.catalog import ROW_ID, parquet_source
 from govern.policy import rowfilter
 from govern.provenance.bitmaps import from_bytes, row_ids_of
 from govern.provenance.store import ProvenanceStore, RunInfo
@@ -61,11 +61,10 @@ class SubjectLookup:
     def subject_rows(self, path: str, subject_column: str, subject_id: str) -> BitMap:
         """Row ids of one version whose subject column equals ``subject_id``."""
         column = rowfilter.quote_identifier(subject_column)
-        literal_path = path.replace("'", "''")
         # The path comes from the catalog and the column is a validated, quoted identifier;
         # the subject is bound. Compared as text, so numeric subject columns work too.
         sql = (
-            f"SELECT {rowfilter.quote_identifier(ROW_ID)} FROM read_parquet('{literal_path}') "  # noqa: S608
+            f"SELECT {rowfilter.quote_identifier(ROW_ID)} FROM {parquet_source(path)} "  # noqa: S608
             f"WHERE CAST({column} AS VARCHAR) = ?"
         )
         with self._lock:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -109,3 +111,18 @@ def token_for(gateway: Gateway) -> TokenFactory:
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def free_port() -> int:
+    """A loopback port free now (bound, then released): for servers a test starts, or, left
+    unused, for a service that is down."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)

@@ -4,11 +4,10 @@ with the gateway's own chain key funded, then stopped. In CI a missing ganache f
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,27 +19,13 @@ from govern.ledger.anchor.keys import create_chain_key
 from govern.ledger.verify import Bundle, LedgerVerificationError, verify_bundle
 from govern.settings import Settings, load_settings
 from govern.store.migrate import upgrade
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, free_port, wait_for
 from tests.ledger_forgery import forge_history
 
 REPO = Path(__file__).resolve().parents[2]
 GANACHE = REPO / "node_modules" / ".bin" / "ganache"
 GOVERN = str(Path(sys.executable).with_name("govern"))
 CHAIN_ID = 1337
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 class Ganache:

@@ -23,17 +23,8 @@ from torch.utils.data import DataLoader
 from govern.catalog import ROW_ID
 from govern.flight import FlightServer
 from govern.gateway import DecisionRequest, Gateway
-from tests.unit.flight.serving import flight_server, load_events, load_small_demo
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def server(gateway: Gateway) -> Iterator[FlightServer]:
-    load_small_demo(gateway)
-    load_events(gateway)
-    with flight_server(gateway) as s:
-        yield s
 
 
 @pytest.fixture

@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,23 +25,15 @@ from govern.catalog import ROW_ID
 from govern.flight import FlightServer
 from govern.gateway import DecisionRequest, Gateway
 from govern.provenance import SubjectLookup
+from tests.conftest import free_port, wait_for
 from tests.unit.flight.serving import (
     EVENTS_RULES,
     demo_rules,
-    flight_server,
     load_events,
     load_small_demo,
 )
 
 DEMO = ("patient_notes", "chat_logs", "code_corpus")
-
-
-@pytest.fixture
-def server(gateway: Gateway) -> Iterator[FlightServer]:
-    load_small_demo(gateway)
-    load_events(gateway)
-    with flight_server(gateway) as s:
-        yield s
 
 
 @pytest.fixture
@@ -76,13 +66,6 @@ def body(exc: BaseException) -> dict[str, Any]:
 
 def ids(table: pa.Table) -> BitMap:
     return BitMap(table.column(ROW_ID).to_pylist())
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
 
 
 # -- what is served -------------------------------------------------------------------------
@@ -381,12 +364,6 @@ def test_subject_lookup_finds_the_runs_that_streamed_a_subjects_rows(
 # -- govern serve ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_govern_serve_starts_flight_on_its_port_and_stops_cleanly(tmp_path: Path) -> None:
     govern = str(Path(sys.executable).with_name("govern"))
     env = {
@@ -407,7 +384,7 @@ def test_govern_serve_starts_flight_on_its_port_and_stops_cleanly(tmp_path: Path
     run("db", "upgrade")
     run("demo", "load", "--scale", "0.02")
     token = run("token", "create", "--subject", "demo-trainer", "--role", "trainer").strip()
-    port, flight_port = _free_port(), _free_port()
+    port, flight_port = free_port(), free_port()
     proc = subprocess.Popen(
         [govern, "serve", "--port", str(port), "--flight-port", str(flight_port)],
         env=env,

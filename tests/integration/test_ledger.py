@@ -19,7 +19,7 @@ from govern.ledger.checkpoint import verify_checkpoint
 from govern.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from govern.ledger.verify import Bundle, LedgerVerificationError, verify_bundle
 from govern.store.models import LedgerEntry
-from tests.conftest import auth
+from tests.conftest import auth, free_port
 
 
 @pytest.fixture
@@ -161,7 +161,6 @@ def test_verify_over_rest_checks_the_served_log_against_a_pinned_key(
     gateway: Gateway, tmp_path: Path
 ) -> None:
     import os
-    import socket
     import subprocess
     import sys
     import threading
@@ -172,9 +171,7 @@ def test_verify_over_rest_checks_the_served_log_against_a_pinned_key(
     from govern.api import create_app
 
     load_demo(gateway, scale=0.01)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(gateway, close_on_shutdown=False),

@@ -29,15 +29,7 @@ class AnchorRecord:
     created_at: datetime
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "tree_size": self.tree_size,
-            "root_hash": self.root_hash.hex(),
-            "chain_id": self.chain_id,
-            "contract_address": self.contract_address,
-            "tx_hash": self.tx_hash,
-            "block_number": self.block_number,
-            "anchored_at": self.created_at.isoformat(),
-        }
+        return {**self.ref().to_json(), "anchored_at": self.created_at.isoformat()}
 
     def ref(self) -> AnchorRef:
         return AnchorRef(

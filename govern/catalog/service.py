@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import TypeAlias
 
@@ -28,9 +29,29 @@ from govern.errors import BadRequest, Conflict, DatasetNotFound, VersionNotFound
 from govern.store.db import Database
 from govern.store.models import ColumnTag, Dataset, DatasetColumn, DatasetVersion
 
-__all__ = ["Catalog", "ColumnInfo", "DatasetInfo"]
+__all__ = [
+    "Admission",
+    "Catalog",
+    "ColumnInfo",
+    "DatasetInfo",
+    "StagedVersion",
+    "TagInfo",
+    "TagProposal",
+]
 
 Source: TypeAlias = pa.Table | pa.RecordBatchReader | Iterable[pa.RecordBatch]
+
+
+@dataclass(frozen=True)
+class TagInfo:
+    """A tag on a column and where it came from. Unconfirmed detector proposals apply to
+    policies like confirmed tags (fail closed) until a steward removes them."""
+
+    tag: str
+    source: str
+    confirmed: bool
+    detector: str | None = None
+    score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +59,41 @@ class ColumnInfo:
     name: str
     type: str
     tags: tuple[str, ...] = ()
+    tag_details: tuple[TagInfo, ...] = ()
+
+
+@dataclass(frozen=True)
+class TagProposal:
+    """A tag a detector proposes for a column, with the evidence for it."""
+
+    column: str
+    tag: str
+    detector: str
+    score: float
+
+
+@dataclass(frozen=True)
+class StagedVersion:
+    """A version written in full to a temporary file, not yet in the catalog."""
+
+    name: str
+    path: Path
+    rows: int
+    schema: pa.Schema  # normalised, without the row id column
+    subject_column: str
+
+
+@dataclass
+class Admission:
+    """What checks of a staged version decided: its state, proposed tags, and rows the checker
+    writes in the same transaction as the version (``on_commit(session, dataset_id,
+    version_id)``), so a version and its checks commit together or not at all."""
+
+    state: str = "active"
+    proposals: Sequence[TagProposal] = ()
+    on_commit: Callable[[Session, int, int], None] | None = dataclass_field(
+        default=None, repr=False
+    )
 
 
 @dataclass(frozen=True)
@@ -86,7 +142,8 @@ class Catalog:
         return out
 
     def get(self, name: str, version: int | None = None) -> DatasetInfo:
-        """The given version, or the newest active one."""
+        """The given version (in whatever state: whoever serves it checks), or the newest
+        active one (quarantined and pending versions are never chosen)."""
         validate_dataset_name(name)
         with self.db.session() as s:
             ds = s.scalar(select(Dataset).where(Dataset.name == name))
@@ -115,11 +172,20 @@ class Catalog:
             return [self._info(s, ds, v) for v in ds.versions]
 
     def _info(self, s: Session, ds: Dataset, v: DatasetVersion) -> DatasetInfo:
-        tags: dict[str, list[str]] = {}
-        for t in s.scalars(select(ColumnTag).where(ColumnTag.dataset_id == ds.id)):
-            tags.setdefault(t.column_name, []).append(t.tag)
+        tags: dict[str, list[TagInfo]] = {}
+        for t in s.scalars(
+            select(ColumnTag).where(ColumnTag.dataset_id == ds.id, ColumnTag.rejected.is_(False))
+        ):
+            tags.setdefault(t.column_name, []).append(
+                TagInfo(t.tag, t.source, t.confirmed, t.detector, t.score)
+            )
         cols = tuple(
-            ColumnInfo(name=c.name, type=c.type, tags=tuple(sorted(tags.get(c.name, []))))
+            ColumnInfo(
+                name=c.name,
+                type=c.type,
+                tags=tuple(sorted(t.tag for t in tags.get(c.name, []))),
+                tag_details=tuple(sorted(tags.get(c.name, []), key=lambda t: t.tag)),
+            )
             for c in v.columns
         )
         return DatasetInfo(
@@ -146,7 +212,10 @@ class Catalog:
         description: str = "",
         tags: Mapping[str, Sequence[str]] | None = None,
         state: str = "active",
+        admit: Callable[[StagedVersion], Admission] | None = None,
     ) -> DatasetInfo:
+        """Write ``source`` as the next version. ``admit`` inspects the complete staged file
+        before anything is committed (quality suite, tag detection) and decides its state."""
         validate_dataset_name(name)
         batches, schema = _open(source)
         for field in schema:
@@ -167,8 +236,11 @@ class Catalog:
         tmp = folder / f".upload-{secrets.token_hex(8)}.parquet"
         try:
             rows, digest = _write_parquet(tmp, batches, target)
+            admission = Admission(state=state)
+            if admit is not None:
+                admission = admit(StagedVersion(name, tmp, rows, target, subject_column))
             return self._commit(
-                name, tmp, rows, digest, subject_column, description, target, tags or {}, state
+                name, tmp, rows, digest, subject_column, description, target, tags or {}, admission
             )
         finally:
             tmp.unlink(missing_ok=True)
@@ -183,7 +255,7 @@ class Catalog:
         description: str,
         schema: pa.Schema,
         tags: Mapping[str, Sequence[str]],
-        state: str,
+        admission: Admission,
     ) -> DatasetInfo:
         final: Path | None = None
         try:
@@ -222,7 +294,7 @@ class Catalog:
                     row_count=rows,
                     size_bytes=tmp.stat().st_size,
                     sha256=digest,
-                    state=state,
+                    state=admission.state,
                 )
                 s.add(version)
                 s.flush()
@@ -243,7 +315,27 @@ class Catalog:
                     for tag in column_tags:
                         if (column, tag) not in existing:
                             s.add(ColumnTag(dataset_id=ds.id, column_name=column, tag=tag))
+                            existing.add((column, tag))
+                # A proposal never overrides a steward: a tag already there (or removed by a
+                # steward, kept as rejected) is left as it is.
+                for p in admission.proposals:
+                    if (p.column, validate_tag(p.tag)) not in existing:
+                        s.add(
+                            ColumnTag(
+                                dataset_id=ds.id,
+                                column_name=p.column,
+                                tag=p.tag,
+                                source="detector",
+                                confirmed=False,
+                                detector=p.detector[:64],
+                                score=p.score,
+                            )
+                        )
+                        existing.add((p.column, p.tag))
                 s.flush()
+                if admission.on_commit is not None:
+                    admission.on_commit(s, ds.id, version.id)
+                    s.flush()
                 # Rename inside the transaction: if the commit fails the file is removed below.
                 os.replace(tmp, final)
             return self.get(name, number)
@@ -259,23 +351,61 @@ class Catalog:
             raise
 
     def set_tags(self, name: str, column: str, tags: Sequence[str]) -> DatasetInfo:
-        info = self.get(name)
+        """A steward's word on a column's tags: the listed ones are confirmed, the rest go.
+        Detector proposals that go are kept as rejected, so a later version's detection does
+        not propose them again."""
+        info = self._newest_any(name)
         info.column(column)
         for tag in tags:
             validate_tag(tag)
+        wanted = list(dict.fromkeys(tags))
         with self.db.session() as s:
             ds = s.scalar(select(Dataset).where(Dataset.name == name))
             assert ds is not None
-            for t in s.scalars(
-                select(ColumnTag).where(
-                    ColumnTag.dataset_id == ds.id, ColumnTag.column_name == column
+            have = {
+                t.tag: t
+                for t in s.scalars(
+                    select(ColumnTag).where(
+                        ColumnTag.dataset_id == ds.id, ColumnTag.column_name == column
+                    )
                 )
-            ):
-                s.delete(t)
+            }
+            for tag, row in have.items():
+                if tag in wanted:
+                    row.confirmed, row.rejected = True, False
+                elif row.source == "detector":
+                    row.confirmed, row.rejected = True, True
+                else:
+                    s.delete(row)
             s.flush()
-            for tag in dict.fromkeys(tags):
-                s.add(ColumnTag(dataset_id=ds.id, column_name=column, tag=tag))
-        return self.get(name)
+            for tag in wanted:
+                if tag not in have:
+                    s.add(ColumnTag(dataset_id=ds.id, column_name=column, tag=tag))
+        return self.get(name, info.version)
+
+    def set_state(self, name: str, version: int, state: str) -> DatasetInfo:
+        """Move a version between active and quarantined (a steward's acceptance)."""
+        validate_dataset_name(name)
+        with self.db.session() as s:
+            v = s.scalar(
+                select(DatasetVersion)
+                .join(Dataset, Dataset.id == DatasetVersion.dataset_id)
+                .where(Dataset.name == name, DatasetVersion.version == version)
+            )
+            if v is None:
+                raise VersionNotFound(
+                    f"dataset {name!r} has no version {version}",
+                    details={"dataset": name, "version": version},
+                )
+            v.state = state
+        return self.get(name, version)
+
+    def _newest_any(self, name: str) -> DatasetInfo:
+        """The newest version whatever its state (tags and suites are per dataset)."""
+        versions = self.versions(name)
+        if not versions:
+            raise VersionNotFound(f"dataset {name!r} has no version", details={"dataset": name})
+        return versions[-1]
 
 
 def _open(source: Source) -> tuple[Iterable[pa.RecordBatch], pa.Schema]:

@@ -1,17 +1,39 @@
-"""Datasets in the catalog."""
+"""Datasets in the catalog: list and show, upload new versions, quality suites and results,
+acceptance of quarantined versions, and column tags."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+from python_multipart import FormParser
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import parse_options_header
 
 from govern.api.deps import GatewayDep, require
 from govern.auth import Action, Caller
 from govern.catalog import DatasetInfo
+from govern.catalog.service import TagProposal
+from govern.errors import BadRequest
+from govern.quality import IngestResult
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+_MAX_FIELD_BYTES = 64 * 1024
+_WRITE_BUFFER = 1 << 20
+
+
+class TagOut(BaseModel):
+    tag: str
+    source: str
+    confirmed: bool
+    detector: str | None
+    score: float | None
 
 
 class ColumnOut(BaseModel):
@@ -21,6 +43,8 @@ class ColumnOut(BaseModel):
 
 
 class DatasetOut(BaseModel):
+    """The fixed shape of ``GET /v1/datasets`` (DESIGN.md)."""
+
     name: str
     version: int
     columns: list[ColumnOut]
@@ -40,7 +64,99 @@ class DatasetOut(BaseModel):
         )
 
 
+class ColumnDetailOut(ColumnOut):
+    tag_details: list[TagOut]
+
+
+class DatasetDetailOut(BaseModel):
+    """One version with its state and where each tag came from (stewards' routes)."""
+
+    name: str
+    version: int
+    state: str
+    columns: list[ColumnDetailOut]
+    subject_column: str
+    row_count: int
+    description: str
+
+    @classmethod
+    def of(cls, info: DatasetInfo) -> DatasetDetailOut:
+        return cls(
+            name=info.name,
+            version=info.version,
+            state=info.state,
+            columns=[
+                ColumnDetailOut(
+                    name=c.name,
+                    type=c.type,
+                    tags=list(c.tags),
+                    tag_details=[TagOut(**t.__dict__) for t in c.tag_details],
+                )
+                for c in info.columns
+            ],
+            subject_column=info.subject_column,
+            row_count=info.row_count,
+            description=info.description,
+        )
+
+
+class ProposalOut(BaseModel):
+    column: str
+    tag: str
+    detector: str
+    score: float
+
+    @classmethod
+    def of(cls, p: TagProposal) -> ProposalOut:
+        return cls(column=p.column, tag=p.tag, detector=p.detector, score=p.score)
+
+
+class IngestOut(DatasetDetailOut):
+    format: str
+    suite_inferred: bool
+    validation: dict[str, Any]
+    proposed_tags: list[ProposalOut]
+
+    @classmethod
+    def of_result(cls, r: IngestResult) -> IngestOut:
+        base = DatasetDetailOut.of(r.info)
+        return cls(
+            **base.model_dump(),
+            format=r.format,
+            suite_inferred=r.suite_inferred,
+            validation=r.report.to_json(),
+            proposed_tags=[ProposalOut.of(p) for p in r.proposals],
+        )
+
+
+class SuiteIn(BaseModel):
+    expectations: list[dict[str, Any]] = Field(max_length=500)
+
+
+class SuiteOut(BaseModel):
+    dataset: str
+    expectations: list[dict[str, Any]]
+    inferred: bool
+    updated_by: str
+    updated_at: datetime
+
+
+class QualityOut(BaseModel):
+    dataset: str
+    version: int
+    state: str
+    success: bool
+    accepted_by: str | None
+    accepted_at: datetime | None
+    result: dict[str, Any]
+
+
+class TagsIn(BaseModel):
+    tags: list[str] = Field(max_length=50)
+
+
 Reader = Annotated[Caller, Depends(require(Action.DATASETS_READ))]
+Writer = Annotated[Caller, Depends(require(Action.DATASETS_WRITE))]
 
 
 @router.get("", response_model=list[DatasetOut])
@@ -48,11 +164,190 @@ def list_datasets(gateway: GatewayDep, _: Reader) -> list[DatasetOut]:
     return [DatasetOut.of(d) for d in gateway.catalog.all()]
 
 
-@router.get("/{name}", response_model=DatasetOut)
-def get_dataset(name: str, gateway: GatewayDep, _: Reader) -> DatasetOut:
-    return DatasetOut.of(gateway.catalog.get(name))
+@dataclass
+class _Form:
+    """A multipart form received to the end: text fields, and the file on disk."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    filename: str | None = None
+    path: Path | None = None
+    size: int = 0
+    _files: list[Any] = field(default_factory=list)
+
+    def text(self, name: str, required: bool = True) -> str:
+        value = self.fields.get(name)
+        if value is None:
+            if required:
+                raise BadRequest(f"the form needs a {name!r} field", details={"field": name})
+            return ""
+        return value
+
+    def close(self) -> None:
+        for f in self._files:
+            f.close()  # the temporary file is deleted on close
 
 
-@router.get("/{name}/versions", response_model=list[DatasetOut])
-def list_versions(name: str, gateway: GatewayDep, _: Reader) -> list[DatasetOut]:
-    return [DatasetOut.of(d) for d in gateway.catalog.versions(name)]
+async def _receive_form(request: Request, folder: Path) -> _Form:
+    """Stream a multipart body: the file part goes straight to a temporary file under
+    ``folder`` (GOVERN_HOME), 1 MiB at a time, so an upload is never held whole in memory."""
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if content_type != b"multipart/form-data" or not boundary:
+        raise BadRequest("upload with multipart/form-data: name, subject_column and file")
+    folder.mkdir(parents=True, exist_ok=True)
+    form = _Form()
+
+    def on_field(f: Any) -> None:
+        name = (f.field_name or b"").decode("utf-8", "replace")
+        form.fields[name] = (f.value or b"").decode("utf-8", "replace")
+
+    def on_file(f: Any) -> None:
+        form._files.append(f)
+        if len(form._files) > 1:
+            raise BadRequest("upload exactly one file")
+        form.filename = (f.file_name or b"").decode("utf-8", "replace")[:200]
+        form.size = f.size
+        if f.actual_file_name is not None:
+            form.path = Path(f.actual_file_name.decode())
+
+    parser = FormParser(
+        "multipart/form-data",
+        on_field,
+        on_file,
+        boundary=boundary,
+        config={
+            "UPLOAD_DIR": str(folder),
+            "UPLOAD_DELETE_TMP": True,
+            # Straight to disk: nothing of the file is kept in memory.
+            "MAX_MEMORY_FILE_SIZE": 0,
+            "MAX_FIELD_SIZE": _MAX_FIELD_BYTES,
+            "MAX_FIELDS": 20,
+        },
+    )
+    buffer = bytearray()
+    try:
+        async for chunk in request.stream():
+            buffer += chunk
+            if len(buffer) >= _WRITE_BUFFER:
+                # Disk writes leave the event loop, a megabyte at a time.
+                await run_in_threadpool(parser.write, bytes(buffer))
+                buffer.clear()
+        await run_in_threadpool(parser.write, bytes(buffer))
+        parser.finalize()
+    except FormParserError as exc:
+        form.close()
+        raise BadRequest("malformed multipart body", details={"reason": str(exc)[:200]}) from exc
+    except BaseException:
+        form.close()
+        raise
+    if form.path is None:
+        form.close()
+        raise BadRequest("the form needs a non-empty 'file' part")
+    return form
+
+
+@router.post(
+    "",
+    response_model=IngestOut,
+    status_code=201,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["name", "subject_column", "file"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "subject_column": {"type": "string"},
+                            "file": {"type": "string", "format": "binary"},
+                            "description": {"type": "string"},
+                            "unique_columns": {
+                                "type": "string",
+                                "description": "comma-separated; first version only",
+                            },
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def upload_dataset(request: Request, gateway: GatewayDep, caller: Writer) -> IngestOut:
+    """Register a Parquet or CSV upload as a new immutable version, validated and tagged."""
+    form = await _receive_form(request, gateway.settings.uploads_dir)
+    try:
+        assert form.path is not None
+        unique = [c.strip() for c in form.text("unique_columns", False).split(",") if c.strip()]
+        result = await run_in_threadpool(
+            gateway.ingest,
+            form.text("name"),
+            form.path,
+            form.text("subject_column"),
+            caller.id,
+            filename=form.filename,
+            description=form.text("description", False)[:2000],
+            unique_columns=unique,
+        )
+    finally:
+        form.close()
+    return IngestOut.of_result(result)
+
+
+@router.get("/{name}", response_model=DatasetDetailOut)
+def get_dataset(name: str, gateway: GatewayDep, _: Reader) -> DatasetDetailOut:
+    return DatasetDetailOut.of(gateway.catalog.get(name))
+
+
+@router.get("/{name}/versions", response_model=list[DatasetDetailOut])
+def list_versions(name: str, gateway: GatewayDep, _: Reader) -> list[DatasetDetailOut]:
+    return [DatasetDetailOut.of(d) for d in gateway.catalog.versions(name)]
+
+
+@router.get("/{name}/versions/{version}/quality", response_model=QualityOut)
+def get_quality(name: str, version: int, gateway: GatewayDep, _: Reader) -> QualityOut:
+    r = gateway.quality.result(name, version)
+    return QualityOut(
+        dataset=r.dataset,
+        version=r.version,
+        state=r.state,
+        success=r.success,
+        accepted_by=r.accepted_by,
+        accepted_at=r.accepted_at,
+        result=r.result,
+    )
+
+
+@router.post("/{name}/versions/{version}/accept", response_model=DatasetDetailOut)
+def accept_version(
+    name: str, version: int, gateway: GatewayDep, caller: Writer
+) -> DatasetDetailOut:
+    return DatasetDetailOut.of(gateway.accept_version(name, version, caller.id))
+
+
+def _suite_out(info: Any) -> SuiteOut:
+    return SuiteOut(
+        dataset=info.dataset,
+        expectations=info.suite["expectations"],
+        inferred=info.inferred,
+        updated_by=info.updated_by,
+        updated_at=info.updated_at,
+    )
+
+
+@router.get("/{name}/suite", response_model=SuiteOut)
+def get_suite(name: str, gateway: GatewayDep, _: Reader) -> SuiteOut:
+    return _suite_out(gateway.quality.get_suite(name))
+
+
+@router.put("/{name}/suite", response_model=SuiteOut)
+def put_suite(name: str, body: SuiteIn, gateway: GatewayDep, caller: Writer) -> SuiteOut:
+    return _suite_out(gateway.put_suite(name, body.model_dump(), caller.id))
+
+
+@router.put("/{name}/columns/{column}/tags", response_model=DatasetDetailOut)
+def put_tags(
+    name: str, column: str, body: TagsIn, gateway: GatewayDep, caller: Writer
+) -> DatasetDetailOut:
+    return DatasetDetailOut.of(gateway.set_tags(name, column, body.tags, caller.id))

@@ -149,37 +149,55 @@ class Engine:
         self._con.close()
 
 
-@functools.lru_cache(maxsize=512)
 def _ranges(path: str) -> list[tuple[int, int]]:
-    """[lo, hi) row-id ranges of whole row groups, about ``_RANGE_BYTES`` each; [] when a row
-    group is too big to hold. Versions are immutable, so this is cached by path.
+    """[lo, hi) row-id ranges of whole row groups, about ``_RANGE_BYTES`` each, that together
+    cover every row id in the file; [] when a row group is too big to hold.
 
-    The catalog writes ``_row_id`` as 0..n-1 in file order, so row group k holds the ids from
-    the row count of the groups before it; the column's statistics confirm it where present.
-    """
+    Cached by the file's identity as well as its path: an erasure rewrite replaces a version's
+    file in place (``govern.unlearning.rewrite``)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return []  # the serial path reports the error properly
+    return _ranges_of(path, st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+@functools.lru_cache(maxsize=512)
+def _ranges_of(path: str, mtime_ns: int, size: int, inode: int) -> list[tuple[int, int]]:
+    """The catalog writes ``_row_id`` as 0..n-1 in file order, so without statistics row group
+    k holds the ids from the row count of the groups before it. A rewritten file has gaps
+    where erased rows were; there the statistics give each group's ids, and a range reaches
+    up to where the next one starts, so no id falls between two ranges."""
+    del mtime_ns, size, inode  # cache key only
     try:
         meta = pq.ParquetFile(path).metadata
     except (OSError, pa.ArrowException):
-        return []  # the serial path reports the error properly
+        return []
     names = [meta.schema.column(i).name for i in range(meta.num_columns)]
     if ROW_ID not in names:
         return []
     rid = names.index(ROW_ID)
     out: list[tuple[int, int]] = []
     lo = start = size = 0
+    gapped = False
     for g in range(meta.num_row_groups):
         group = meta.row_group(g)
         stats = group.column(rid).statistics
-        if group.total_byte_size > _MAX_GROUP_BYTES or (
-            stats is not None
-            and stats.has_min_max
-            and (stats.min, stats.max) != (start, start + group.num_rows - 1)
-        ):
+        if group.total_byte_size > _MAX_GROUP_BYTES:
             return []
+        if stats is not None and stats.has_min_max:
+            first, last = int(stats.min), int(stats.max)
+            if first < start or last - first + 1 < group.num_rows:
+                return []  # not in ascending id order: only the serial path is safe
+            gapped = gapped or first != start or last - first + 1 != group.num_rows
+        elif gapped:
+            return []  # ids after a gap cannot be inferred from row counts
+        else:
+            first, last = start, start + group.num_rows - 1
         if size and size + group.total_byte_size > _RANGE_BYTES:
-            out.append((lo, start))
-            lo, size = start, 0
-        start += group.num_rows
+            out.append((lo, first))
+            lo, size = first, 0
+        start = last + 1
         size += group.total_byte_size
     if start > lo:
         out.append((lo, start))

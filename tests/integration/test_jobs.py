@@ -1,0 +1,182 @@
+"""Jobs end to end over both stores, with real processes: a retrain job reads the governed data
+through Flight with the token minted for it, its state flows back to the erasure request and
+the REST API, and a gateway restart in the middle of a job neither loses nor repeats it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import duckdb
+import govern_connect
+import pytest
+from fastapi.testclient import TestClient
+
+from govern.api import create_app
+from govern.flight import FlightServer
+from govern.gateway import Gateway
+from govern.jobs import JobSpec
+from govern.settings import load_settings
+from govern.store.migrate import upgrade
+from tests.conftest import auth, free_port, wait_for
+from tests.unit.flight.serving import load_small_demo
+from tests.unit.jobs.conftest import add_request
+
+Factory = Callable[..., Gateway]
+FAST = {"jobs_poll_seconds": 0.1, "jobs_retry_seconds": 0.1}
+
+# A retrain job's stand-in: reads its run's data through the connector, as a trainer would.
+READER = """
+import json, os, sys
+import govern_connect
+client = govern_connect.connect(os.environ["GOVERN_FLIGHT_URL"], os.environ["GOVERN_TOKEN"])
+table = client.read("patient_notes", purpose="training", run_id=sys.argv[1])
+json.dump({"ids": table.column("_row_id").to_pylist()}, open(sys.argv[2], "w"))
+"""
+
+
+@pytest.fixture
+def make_gateway(tmp_path: Path, database_url: str) -> Iterator[Factory]:
+    """make_gateway(watch=..., **settings): a gateway over this test's store and home; a
+    second one over the same store and home is the same deployment restarted."""
+    opened: list[Gateway] = []
+
+    def make(watch: bool = True, **overrides: object) -> Gateway:
+        settings = load_settings(
+            home=tmp_path / "home",
+            database_url=database_url,
+            config=tmp_path / "none.toml",
+            **{**FAST, **overrides},
+        )
+        upgrade(settings.resolved_database_url)
+        gateway = Gateway.open(settings, watch=watch, anchor=False)
+        opened.append(gateway)
+        return gateway
+
+    yield make
+    for gateway in opened:
+        gateway.close()
+
+
+def owners(gateway: Gateway) -> dict[int, str]:
+    info = gateway.catalog.get("patient_notes")
+    rows = duckdb.sql(f"SELECT _row_id, patient_id FROM read_parquet('{info.path}')").fetchall()
+    return {int(r): str(p) for r, p in rows}
+
+
+def test_a_retrain_job_reads_through_flight_and_completes_the_request(
+    make_gateway: Factory, tmp_path: Path
+) -> None:
+    port = free_port()
+    gateway = make_gateway(flight_port=port)
+    load_small_demo(gateway)
+    owner = owners(gateway)
+    server = FlightServer(gateway, "127.0.0.1", port)
+    try:
+        trainer = gateway.tokens.issue("demo-trainer", "trainer")
+        before = govern_connect.connect(server.location, trainer).read(
+            "patient_notes", purpose="training", run_id="run-a"
+        )
+        subject, _ = Counter(owner[i] for i in before.column("_row_id").to_pylist()).most_common(1)[
+            0
+        ]
+        info = gateway.request_erasure(subject, None, "gdpr-art17", "test")
+        out = tmp_path / "retrained.json"
+        spec = JobSpec(
+            kind="retrain",
+            run_id="run-a",
+            principal_id="demo-trainer",
+            argv=(sys.executable, "-c", READER, "run-a-retrained", str(out)),
+        )
+        (job,) = gateway.jobs.enqueue(info.id, [spec])
+        wait_for(lambda: gateway.erasure.get(info.id).state == "completed", 60)
+        read = json.loads(out.read_text())["ids"]
+        assert read and subject not in {owner[i] for i in read}
+        expected = [i for i in before.column("_row_id").to_pylist() if owner[i] != subject]
+        assert sorted(read) == sorted(expected)
+        # The job's read was governed and recorded like any other.
+        rerun = gateway.provenance.get_run("run-a-retrained")
+        assert rerun.principal_id == "demo-trainer"
+        assert sum(r.row_count for r in gateway.provenance.reads("run-a-retrained")) == len(read)
+
+        officer = auth(gateway.tokens.issue("demo-compliance", "compliance"))
+        with TestClient(create_app(gateway, close_on_shutdown=False)) as client:
+            body = client.get(f"/v1/erasure-requests/{info.id}", headers=officer).json()
+        assert body["state"] == "completed"
+        (shown,) = body["jobs"]
+        assert {k: shown[k] for k in ("id", "backend", "kind", "state", "run_id", "attempts")} == {
+            "id": job.id,
+            "backend": "local",
+            "kind": "retrain",
+            "state": "succeeded",
+            "run_id": "run-a",
+            "attempts": 1,
+        }
+        assert shown["message"] == "exit code 0"
+    finally:
+        assert server.stop(timeout=15)
+
+
+def test_a_job_survives_a_gateway_restart_and_runs_exactly_once(
+    make_gateway: Factory, tmp_path: Path
+) -> None:
+    first = make_gateway()
+    first.principals.upsert("trainer-1", ["trainer"], {})
+    rid = add_request(first, "subject-restart")
+    log = tmp_path / "job.log"
+    gate = tmp_path / "go"
+    code = (
+        "import pathlib, time\n"
+        f"log = pathlib.Path({str(log)!r})\n"
+        "with log.open('a') as f: f.write('start\\n')\n"
+        f"while not pathlib.Path({str(gate)!r}).exists(): time.sleep(0.05)\n"
+        "with log.open('a') as f: f.write('done\\n')\n"
+    )
+    spec = JobSpec(
+        kind="unlearn", run_id="run-r", principal_id="trainer-1", argv=("python", "-c", code)
+    )
+    (job,) = first.jobs.enqueue(rid, [spec])
+    wait_for(lambda: log.exists() and log.read_text() == "start\n", 30)
+    wait_for(lambda: first.jobs.get(job.id).state in ("submitted", "running"), 30)
+    assert first.erasure.get(rid).state == "running"
+    external_id = first.jobs.get(job.id).external_id
+    first.close()  # the gateway goes away while its job runs
+
+    gate.touch()  # the job may now finish, with no gateway watching
+    wait_for(lambda: log.read_text() == "start\ndone\n", 30)
+    second = make_gateway()
+    wait_for(lambda: second.jobs.get(job.id).state == "succeeded", 30)
+    done = second.jobs.get(job.id)
+    assert done.attempts == 1 and done.external_id == external_id
+    assert log.read_text() == "start\ndone\n"
+    assert second.erasure.get(rid).state == "completed"
+    submits = [
+        json.loads(leaf)
+        for _, leaf in second.ledger.leaves(0, second.ledger.size)
+        if b'"job.submit"' in leaf
+    ]
+    assert len(submits) == 1
+
+
+def test_jobs_left_pending_by_a_stopped_gateway_are_submitted_by_the_next(
+    make_gateway: Factory, tmp_path: Path
+) -> None:
+    idle = make_gateway(watch=False)  # e.g. the CLI: records jobs, runs no reconciler
+    idle.principals.upsert("trainer-1", ["trainer"], {})
+    rid = add_request(idle, "subject-pending")
+    marker = tmp_path / "ran"
+    spec = JobSpec(
+        kind="retrain",
+        run_id="run-p",
+        principal_id="trainer-1",
+        argv=("python", "-c", f"open({str(marker)!r}, 'a').write('x')"),
+    )
+    (job,) = idle.jobs.enqueue(rid, [spec])
+    assert idle.erasure.get(rid).state == "excluded"
+    idle.close()
+    serving = make_gateway()
+    wait_for(lambda: serving.erasure.get(rid).state == "completed", 30)
+    assert serving.jobs.get(job.id).state == "succeeded" and marker.read_text() == "x"

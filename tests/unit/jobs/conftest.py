@@ -1,0 +1,64 @@
+"""Gateways with job settings of a test's choosing, over a migrated SQLite store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from govern.gateway import Gateway
+from govern.jobs import JobSpec
+from govern.settings import load_settings
+from govern.store.migrate import upgrade
+from govern.store.models import ErasureRequest
+from govern.unlearning.erasure import request_id
+
+GatewayFactory = Callable[..., Gateway]
+
+
+@pytest.fixture
+def make_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
+    """make_gateway(watch=False, **settings) opens a gateway on this test's home; every one
+    opened is closed at the end. Opening a second one over the same home is a restart."""
+    opened: list[Gateway] = []
+
+    def make(watch: bool = False, **overrides: object) -> Gateway:
+        settings = load_settings(home=tmp_path / "home", config=tmp_path / "none.toml", **overrides)
+        upgrade(settings.resolved_database_url)
+        gateway = Gateway.open(settings, watch=watch, anchor=False)
+        opened.append(gateway)
+        return gateway
+
+    yield make
+    for gateway in opened:
+        gateway.close()
+
+
+def add_request(gateway: Gateway, subject: str = "subject-1", rows: int = 3) -> str:
+    """An erasure request row for ``subject``, as ``ErasureService.request`` stores one with
+    rows excluded (the files are not touched); returns its id."""
+    rid = request_id(subject, None)
+    with gateway.db.session() as s:
+        s.add(
+            ErasureRequest(
+                id=rid,
+                subject_id=subject,
+                datasets=None,
+                legal_basis="gdpr-art17",
+                state="excluded" if rows else "completed",
+                excluded_rows=rows,
+                requested_by="test",
+            )
+        )
+    return rid
+
+
+def python_spec(code: str, run_id: str = "run-1", kind: str = "retrain", **kw: object) -> JobSpec:
+    return JobSpec(
+        kind=kind,  # type: ignore[arg-type]
+        run_id=run_id,
+        principal_id="trainer-1",
+        argv=("python", "-c", code),
+        **kw,  # type: ignore[arg-type]
+    )

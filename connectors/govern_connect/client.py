@@ -252,6 +252,23 @@ class Client:
         info = self.info(dataset, purpose=purpose, run_id=run_id, columns=columns)
         return int(json.loads(bytes(info.endpoints[0].ticket.ticket))["version"])
 
+    # -- run recipes -----------------------------------------------------------------------------
+
+    def put_recipe(self, run_id: str, recipe: Mapping[str, Any]) -> dict[str, Any]:
+        """Register how run ``run_id`` is trained, so that an erasure can retrain it (Flight
+        action ``recipe.put``; the same as ``PUT /v1/runs/{run_id}/recipe``)."""
+        return self._action("recipe.put", {"run_id": run_id, "recipe": dict(recipe)})
+
+    def get_recipe(self, run_id: str) -> dict[str, Any]:
+        """The run's registered recipe (Flight action ``recipe.get``)."""
+        return self._action("recipe.get", {"run_id": run_id})
+
+    def _action(self, kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        data = json.dumps(body, separators=(",", ":")).encode()
+        results = list(self._flight.do_action(flight.Action(kind, data), self._options))
+        out: dict[str, Any] = json.loads(results[0].body.to_pybytes())
+        return out
+
     # -- adapters (optional extras) ------------------------------------------------------------
 
     def torch_dataset(

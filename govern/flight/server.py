@@ -10,11 +10,16 @@ Calls (every one authenticated by ``govern.flight.auth``):
   only then streams the rows the Plan allows (invariant 2); the row ids written to the client
   are recorded for the ticket's run (``govern.provenance.reads``).
 
+- ``DoAction("recipe.put" | "recipe.get")``: register or read a run's recipe (how it was
+  trained, so an erasure can retrain it; ``govern.unlearning.recipes``), for trainers that hold
+  only a Flight URL and a token.
+
 Everything else is refused. Errors leave as Flight errors with the JSON error body.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -26,7 +31,7 @@ import pyarrow.flight as flight
 from govern.errors import BadRequest, ConfigError, GovernError
 from govern.flight.auth import AUTH_MIDDLEWARE, BearerAuthFactory, caller_of
 from govern.flight.errors import flight_errors, internal_error, to_flight_error
-from govern.flight.ticket import ReadCommand, ReadTicket
+from govern.flight.ticket import ReadCommand, ReadTicket, RecipeAction
 from govern.gateway import Gateway
 from govern.provenance.reads import GovernedRead, ReadDescription, describe_read
 
@@ -108,10 +113,27 @@ class FlightServer(flight.FlightServerBase):  # type: ignore[misc]
         raise to_flight_error(BadRequest("DoExchange is not offered"))
 
     def list_actions(self, context: Any) -> list[tuple[str, str]]:
-        return []
+        return [
+            ("recipe.put", "register a run's recipe: {run_id, recipe} (docs/unlearning.md)"),
+            ("recipe.get", "a run's recipe: {run_id}"),
+        ]
 
     def do_action(self, context: Any, action: Any) -> Iterator[bytes]:
-        raise to_flight_error(BadRequest("no actions are offered"))
+        # Trainers in retrain jobs hold a Flight URL and a token, not the REST address, so the
+        # recipe calls are offered here too; both paths end in the same Gateway methods.
+        with flight_errors():
+            caller = caller_of(context)
+            if action.type not in ("recipe.put", "recipe.get"):
+                raise BadRequest(f"no action {str(action.type)[:64]!r} is offered")
+            body = RecipeAction.decode(bytes(action.body.to_pybytes() if action.body else b""))
+            if action.type == "recipe.put":
+                if body.recipe is None:
+                    raise BadRequest("recipe.put needs a recipe")
+                info = self.gateway.put_recipe(caller, body.run_id, body.recipe)
+            else:
+                info = self.gateway.get_recipe(caller, body.run_id)
+            result = json.dumps(info.to_json(), separators=(",", ":")).encode()
+        return iter([result])
 
     # -- lifecycle -----------------------------------------------------------------------------
 

@@ -22,12 +22,13 @@ from pydantic import ValidationError as PydanticValidationError
 
 from govern.errors import BadRequest
 from govern.provenance.reads import MAX_COLUMNS, MAX_SHARDS, ReadRequest
+from govern.unlearning.recipes import RecipeBody
 
-__all__ = ["MAX_TICKET_BYTES", "ReadCommand", "ReadTicket"]
+__all__ = ["MAX_TICKET_BYTES", "ReadCommand", "ReadTicket", "RecipeAction"]
 
 MAX_TICKET_BYTES = 64 * 1024
 
-_T = TypeVar("_T", bound="ReadTicket")
+_T = TypeVar("_T", bound=BaseModel)
 _Column = Annotated[str, Field(min_length=1, max_length=63)]
 
 
@@ -87,14 +88,31 @@ class ReadCommand(ReadTicket):
         ]
 
 
-def _decode(cls: type[_T], data: bytes) -> _T:
+class RecipeAction(BaseModel):
+    """The body of the ``recipe.put`` and ``recipe.get`` actions (UTF-8 JSON)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str = Field(min_length=1, max_length=200)
+    recipe: RecipeBody | None = None
+
+    @classmethod
+    def decode(cls, data: bytes) -> RecipeAction:
+        return _decode(cls, data, "the action body is not a recipe request (docs/unlearning.md)")
+
+
+def _decode(
+    cls: type[_T],
+    data: bytes,
+    what: str = "the ticket is not a govern read request (see docs/flight.md)",
+) -> _T:
     if len(data) > MAX_TICKET_BYTES:
         raise BadRequest(f"tickets are at most {MAX_TICKET_BYTES} bytes")
     try:
         return cls.model_validate_json(data)
     except PydanticValidationError as exc:
         raise BadRequest(
-            "the ticket is not a govern read request (see docs/flight.md)",
+            what,
             details=[
                 {"loc": [str(p) for p in e["loc"]], "message": e["msg"]} for e in exc.errors()
             ][:20],

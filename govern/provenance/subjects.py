@@ -10,7 +10,7 @@ runs (``tests/unit/provenance`` measures it).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import duckdb
@@ -83,13 +83,25 @@ class SubjectLookup:
         """Every run that received at least one row of ``subject_id``, with per-version
         counts of those rows, ordered by run id."""
         versions = self._read_versions(datasets)
-        subject_rows = {
-            v.id: rows
-            for v in versions
-            if (rows := self.subject_rows(v.path, v.subject_column, subject_id))
-        }
+        return self._runs_reading(
+            {
+                v.id: rows
+                for v in versions
+                if (rows := self.subject_rows(v.path, v.subject_column, subject_id))
+            },
+            {v.id: v for v in versions},
+        )
+
+    def runs_reading(self, rows: Mapping[int, BitMap]) -> list[SubjectRun]:
+        """Every run that received at least one of ``rows`` ({version id: row ids}, e.g. an
+        erasure request's exclusions), with per-version counts, ordered by run id."""
+        by_id = {v.id: v for v in self._versions(select_ids=list(rows))}
+        return self._runs_reading({v: ids for v, ids in rows.items() if v in by_id}, by_id)
+
+    def _runs_reading(
+        self, subject_rows: Mapping[int, BitMap], by_id: Mapping[int, _Version]
+    ) -> list[SubjectRun]:
         hits: dict[str, list[SubjectRead]] = {}
-        by_id = {v.id: v for v in versions}
         for run_id, version_id, data in self.store.bitmaps_for(sorted(subject_rows)):
             wanted = subject_rows[version_id]
             received = from_bytes(data)
@@ -114,8 +126,11 @@ class SubjectLookup:
 
     def _read_versions(self, datasets: Sequence[str] | None) -> list[_Version]:
         read = self.store.read_versions()
-        if not read:
-            return []
+        return self._versions(select_ids=list(read), datasets=datasets) if read else []
+
+    def _versions(
+        self, *, select_ids: Sequence[int], datasets: Sequence[str] | None = None
+    ) -> list[_Version]:
         q = (
             select(
                 DatasetVersion.id,
@@ -125,7 +140,7 @@ class SubjectLookup:
                 Dataset.subject_column,
             )
             .join(Dataset, Dataset.id == DatasetVersion.dataset_id)
-            .where(DatasetVersion.id.in_(read))
+            .where(DatasetVersion.id.in_(select_ids))
         )
         if datasets is not None:
             q = q.where(Dataset.name.in_(list(datasets)))

@@ -1,7 +1,7 @@
 """Erasure and unlearning: withdraw a data subject's rows at once, find the runs that read them.
 
-Retraining and unlearning jobs (local, Ray, Kubernetes) are not built yet; requests record the
-affected runs those jobs will start from.
+``recipes``: how each run was trained; ``strategies``: from a request's affected runs and their
+recipes to the retrain / SISA unlearn jobs that ``govern.jobs`` runs (docs/unlearning.md).
 """
 
 from __future__ import annotations

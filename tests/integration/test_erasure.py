@@ -41,10 +41,14 @@ def test_an_erased_subject_is_never_served_again_and_its_runs_are_found(
         )
         assert r.status_code == 202, r.text
         body = r.json()
-        assert body["state"] == "excluded"
+        # run-a registered no recipe, so there is nothing to retrain: the request is complete
+        # at once, and the affected run says why it was left alone.
+        assert body["state"] == "completed"
+        assert "affected_runs" in body["message"]
         assert body["excluded_rows"] == everywhere
         (run,) = [x for x in body["affected_runs"] if x["run_id"] == "run-a"]
         assert run["reads"] == [{"dataset": "patient_notes", "version": 1, "rows": seen}]
+        assert "no recipe" in str(run["unlearning"])
 
         after = reader.read("patient_notes", purpose="training", run_id="run-b")
         assert subject not in {owner[i] for i in after.column("_row_id").to_pylist()}

@@ -1,0 +1,355 @@
+"""Benchmark: erasure requests and unlearning, one run, one JSON line on stdout (also written to
+bench/results/erasure.json).
+
+(a) Request to exclusion at 1M rows and 1k runs. A 1M-row dataset (100k data subjects) is
+    registered with the catalog, and 1,000 runs' provenance is written straight to the store
+    (contiguous row ranges, and 100 sharded reads, as training reads look), with recipes for a
+    tenth of them. Then ``POST /v1/erasure-requests`` (the real app, in process) for REQUESTS
+    subjects: the call returns once the subject's rows are excluded from every read, the request
+    is in the access log, the affected runs are found and their jobs enqueued. The figure is the
+    median time from sending the request until a reader sees the exclusion (a thread polls the
+    exclusions every read consults, every 2 ms); the whole call's latency is reported beside
+    it. Each exclusion is then checked with a governed read (untimed).
+    The peer is what erasure costs without an exclusion list: rewriting the version's Parquet
+    file without the subject's rows (DuckDB ``COPY ... WHERE``), timed for the same subjects.
+(b) SISA shard unlearning vs full retraining of the reference model. The reference trainer
+    (examples/train_reference.py) trains the demo's ``patient_notes`` once as one model
+    (``--strategy full``) and once as SHARDS shard models (``--strategy sisa``), through a real
+    Flight server; a subject is erased, and the jobs the unlearning strategies plan are run
+    as the local job backend runs them (a subprocess each, reading through Flight):
+    the full model's retrain, the sharded model's unlearn (only the shards that held the
+    subject's rows) and, for reference, the sharded model's retrain of all its shards.
+    Figures: wall time of each job (process start to exit) and the trainer's own training
+    time; the speedup is full retrain / shard unlearn.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+from fastapi.testclient import TestClient
+from pyroaring import BitMap
+
+from govern.api import create_app
+from govern.catalog import parquet_source
+from govern.demo import DEMO_DATASETS, load_demo
+from govern.flight import FlightServer
+from govern.gateway import Gateway
+from govern.jobs.base import JobSpec
+from govern.provenance import ReadRequest
+from govern.settings import load_settings
+from govern.store.migrate import upgrade
+from govern.unlearning.recipes import RecipeBody
+from govern.unlearning.strategies import plan_unlearning
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "erasure.json"
+ROWS = 1_000_000
+SUBJECTS = 100_000
+RUNS = 1_000
+SHARDED_RUNS = 100
+REQUESTS = 5
+# (b): rows of the demo's patient_notes, before the policy's row filter for the demo trainer.
+NOTES_ROWS = 200_000
+SHARDS = 8
+EPOCHS = 5
+
+
+def open_gateway(home: Path, **overrides: Any) -> Gateway:
+    settings = load_settings(
+        home=home, config=home / "none.toml", chain_backend="none", **overrides
+    )
+    upgrade(settings.resolved_database_url)
+    return Gateway.open(settings)
+
+
+# -- (a) request to exclusion -------------------------------------------------------------------
+
+
+def big_table(rng: np.random.Generator) -> pa.Table:
+    subjects = rng.integers(0, SUBJECTS, ROWS)
+    return pa.table(
+        {
+            "user_id": pa.array([f"u{s:06d}" for s in subjects]),
+            "value": pa.array(rng.random(ROWS)),
+            "kind": pa.array(rng.choice(["a", "b", "c"], ROWS)),
+        }
+    )
+
+
+def exclusion(home: Path) -> dict[str, Any]:
+    rng = np.random.default_rng(11)
+    gateway = open_gateway(home)
+    try:
+        table = big_table(rng)
+        info = gateway.catalog.register_version("events", table, "user_id")
+        gateway.put_policy(
+            None,
+            [
+                ["p", "r.sub.role == 'trainer'", "events", "read", "training", "True", "allow"],
+                ["p", "r.sub.role == 'trainer'", "events", "read", "evaluation", "True", "allow"],
+            ],
+            "bench",
+        )
+        gateway.principals.upsert("trainer", ["trainer"], {})
+        gateway.principals.upsert("officer", ["compliance"], {})
+        trainer = gateway.tokens.verify(gateway.tokens.issue("trainer", "trainer"))
+        build = time.perf_counter()
+        store = gateway.provenance
+        for i in range(RUNS):
+            run_id = f"run-{i:04d}"
+            if i < SHARDED_RUNS:
+                k = i % 8
+                ids = BitMap(np.arange(k, ROWS, 8, dtype=np.uint32))
+            else:
+                start = int(rng.integers(0, ROWS - 50_000))
+                ids = BitMap(range(start, start + int(rng.integers(50_000, ROWS - start + 1))))
+            if i % 10 == 0:  # a tenth registered recipes (and so get jobs)
+                gateway.put_recipe(trainer, run_id, recipe_for(info.version))
+            else:
+                store.open_run(run_id, "trainer", "training")
+            store.merge(run_id, info.version_id, ids)
+        build_s = time.perf_counter() - build
+
+        users = table.column("user_id").to_pylist()
+        picks = [users[int(i)] for i in rng.integers(0, ROWS, REQUESTS)]
+        officer = {"Authorization": f"Bearer {gateway.tokens.issue('officer', 'compliance')}"}
+        latencies, in_effect, affected, jobs = [], [], [], []
+        with TestClient(create_app(gateway, close_on_shutdown=False)) as client:
+            for subject in picks:
+                row = users.index(subject)
+                seen: list[float] = []
+                stop = threading.Event()
+                t0 = time.perf_counter()
+                # A reader's view: poll the exclusions every read consults until the row is in.
+                poller = threading.Thread(
+                    target=watch, args=(gateway, info.version_id, row, t0, seen, stop)
+                )
+                poller.start()
+                r = client.post(
+                    "/v1/erasure-requests",
+                    json={"subject_id": subject, "datasets": None, "legal_basis": "gdpr-art17"},
+                    headers=officer,
+                )
+                latencies.append(time.perf_counter() - t0)
+                stop.set()
+                poller.join()
+                in_effect.append(seen[0] if seen else latencies[-1])
+                assert r.status_code == 202, r.text
+                body = r.json()
+                affected.append(len(body["affected_runs"]))
+                jobs.append(len(body["jobs"]))
+                # In effect: a governed read of the version serves none of the subject's rows.
+                read = gateway.read(trainer, ReadRequest("events", "evaluation"))
+                served = read.to_reader().read_all().column("user_id")
+                assert subject not in set(served.to_pylist()), "exclusion not in effect"
+        # The peer: remove the rows from the data itself.
+        rewrites = []
+        for subject in picks:
+            out = home / f"rewrite-{subject}.parquet"
+            t0 = time.perf_counter()
+            duckdb.execute(
+                f"COPY (SELECT * FROM {parquet_source(info.path)} WHERE user_id <> ?) "
+                f"TO '{out}' (FORMAT parquet)",
+                [subject],
+            )
+            rewrites.append(time.perf_counter() - t0)
+            out.unlink()
+        exclusion_s = statistics.median(in_effect)
+        rewrite_s = statistics.median(rewrites)
+        return {
+            "rows": ROWS,
+            "runs": RUNS,
+            "provenance_build_s": round(build_s, 2),
+            "requests": REQUESTS,
+            "request_to_exclusion_ms_median": round(exclusion_s * 1000, 1),
+            "request_to_exclusion_ms_max": round(max(in_effect) * 1000, 1),
+            "post_response_ms_median": round(statistics.median(latencies) * 1000, 1),
+            "affected_runs_median": statistics.median(affected),
+            "jobs_median": statistics.median(jobs),
+            "peer_rewrite_parquet_ms_median": round(rewrite_s * 1000, 1),
+            "rewrite_over_exclusion": round(rewrite_s / exclusion_s, 2),
+        }
+    finally:
+        gateway.close()
+
+
+def watch(
+    gateway: Gateway,
+    version_id: int,
+    row: int,
+    t0: float,
+    seen: list[float],
+    stop: threading.Event,
+) -> None:
+    while not stop.is_set():
+        if row in gateway.erasure.excluded(version_id):
+            seen.append(time.perf_counter() - t0)
+            return
+        time.sleep(0.002)
+
+
+def recipe_for(version: int) -> RecipeBody:
+    return RecipeBody.model_validate(
+        {
+            "trainer": "examples/train_reference.py",
+            "datasets": [{"name": "events", "version": version}],
+            "purpose": "training",
+            "strategy": "full",
+            "output": "/nonexistent/models",
+        }
+    )
+
+
+# -- (b) SISA unlearning vs full retraining ----------------------------------------------------
+
+
+def run_trainer(argv: list[str], env: dict[str, str]) -> tuple[float, dict[str, Any]]:
+    """One job as the local backend runs it: a fresh interpreter in the repository."""
+    t0 = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable if argv[0] == "python" else argv[0], *argv[1:]],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise RuntimeError(f"{argv[:4]} failed: {done.stderr[-2000:]}")
+    out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return wall, out
+
+
+def unlearning(home: Path) -> dict[str, Any]:
+    gateway = open_gateway(home, unlearning_workdir=ROOT)
+    flight = FlightServer(gateway, "127.0.0.1", 0)
+    try:
+        # patient_notes at NOTES_ROWS (the trainer's data); the rest of the demo small.
+        notes = next(d for d in DEMO_DATASETS if d.name == "patient_notes")
+        gateway.catalog.register_version(
+            notes.name, notes.batches(NOTES_ROWS), notes.subject_column, tags=notes.tags
+        )
+        load_demo(gateway, scale=0.02)
+        token = gateway.tokens.issue("demo-trainer", "trainer")
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("GOVERN_")},
+            "GOVERN_TOKEN": token,
+            "GOVERN_FLIGHT_URL": flight.location,
+        }
+        common = ["--epochs", str(EPOCHS), "--seed", "3"]
+        models = home / "models"
+        wall_full0, full0 = run_trainer(
+            ["python", "examples/train_reference.py", "--run-id", "full", *common,
+             "--output", str(models / "full")],
+            env,
+        )  # fmt: skip
+        wall_sisa0, sisa0 = run_trainer(
+            ["python", "examples/train_reference.py", "--run-id", "sisa", *common,
+             "--strategy", "sisa", "--shards", str(SHARDS), "--output", str(models / "sisa")],
+            env,
+        )  # fmt: skip
+        # A subject whose rows the sharded model read.
+        info = gateway.catalog.get("patient_notes")
+        owners = dict(
+            duckdb.execute(
+                f"SELECT _row_id, patient_id FROM {parquet_source(info.path)}"
+            ).fetchall()
+        )
+        read = gateway.provenance.row_ids("sisa.shard-0", info.version_id)
+        subject = str(Counter(owners[r] for r in read).most_common(1)[0][0])
+        request = gateway.request_erasure(subject, None, "gdpr-art17", "bench")
+        plan = gateway.unlearning_plan(request)
+        specs = {s.kind: s for s in plan.specs}
+        retrain_all = next(
+            s
+            for s in plan_unlearning(
+                request.id,
+                _affected(gateway, subject),
+                gateway.recipes,
+                mode="retrain",
+                workdir=ROOT,
+            ).specs
+            if s.run_id == "sisa"
+        )
+        wall_full, full = run_trainer(list(specs["retrain"].argv), env)
+        wall_unlearn, unlearn = run_trainer(list(specs["unlearn"].argv), env)
+        wall_all, all_shards = run_trainer(list(retrain_all.argv), env)
+        return {
+            "rows_served": full0["rows_seen"],
+            "shards": SHARDS,
+            "epochs": EPOCHS,
+            "shards_unlearned": len(unlearn["trained_shards"]),
+            "initial_train_s": {"full": round(wall_full0, 2), "sisa": round(wall_sisa0, 2)},
+            "accuracy": {
+                "full": full["held_out_accuracy"],
+                "sisa": sisa0["held_out_accuracy"],
+            },
+            "full_retrain_job_s": round(wall_full, 2),
+            "sisa_unlearn_job_s": round(wall_unlearn, 2),
+            "sisa_retrain_all_shards_job_s": round(wall_all, 2),
+            "full_retrain_train_s": full["train_seconds"],
+            "sisa_unlearn_train_s": unlearn["train_seconds"],
+            "sisa_retrain_all_shards_train_s": all_shards["train_seconds"],
+            "speedup_job": round(wall_full / wall_unlearn, 2),
+            # What SISA could give at most: every shard costs the same, fixed costs nothing.
+            "speedup_bound": round(SHARDS / len(unlearn["trained_shards"]), 2),
+            "speedup_train": round(full["train_seconds"] / unlearn["train_seconds"], 2),
+            "speedup_vs_all_shards_train": round(
+                all_shards["train_seconds"] / unlearn["train_seconds"], 2
+            ),
+            "jobs": [_job(s) for s in (specs["retrain"], specs["unlearn"], retrain_all)],
+        }
+    finally:
+        flight.stop(timeout=15)
+        gateway.close()
+
+
+def _affected(gateway: Gateway, subject: str) -> list[Any]:
+    from govern.provenance import SubjectLookup
+
+    lookup = SubjectLookup(gateway.provenance)
+    try:
+        return lookup.runs_for_subject(subject)
+    finally:
+        lookup.close()
+
+
+def _job(spec: JobSpec) -> dict[str, Any]:
+    return {"kind": spec.kind, "run_id": spec.run_id, "argv": " ".join(spec.argv[1:])}
+
+
+def main() -> None:
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="govern-bench-erasure-") as tmp:
+        a = exclusion(Path(tmp) / "a")
+        b = unlearning(Path(tmp) / "b")
+    result = {
+        "bench": "erasure",
+        "exclusion": a,
+        "unlearning": b,
+        "ratio": b["speedup_job"],
+        "total_s": round(time.perf_counter() - started, 1),
+    }
+    line = json.dumps(result)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(line + "\n")
+    print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Benchmark: compliance verdicts on the labelled cases, three ways side by side.
+
+One run, one JSON line on stdout (also written to bench/results/compliance.json):
+
+- ``pipeline``: the full pipeline (stated facts, rule conditions, the local model's calibrated
+  fact questions and cross-checks);
+- ``conditions``: the rule conditions alone on stated facts and exact phrases (no model);
+- ``model``: the local model alone, asked each rule's question and taken at its calibrated word.
+
+For each: accuracy on clear cases, false-compliant rate on clear violations (the goal is 0),
+review rate, and accuracy on borderline cases, over every (case, rule) pair, and separately
+over the ``eval`` split the calibration was not fitted on. Plus the median and p90 wall time
+of one full assessment with the local model (loaded before timing; its load time is reported
+apart), with a fresh answer cache per case so no case reuses another's answers.
+
+Usage: ``python bench/compliance.py [--cases DIR] [--limit N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from govern.compliance import Assessor, Calibration, load_library
+from govern.compliance.cases import Case, default_cases_dir, load_cases
+from govern.compliance.model.local import shared_local_model
+from govern.compliance.pipeline import Mode
+from govern.resources import policies_dir
+from govern.settings import load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+MODEL_CACHE = REPO / ".cache" / "govern-models"
+
+
+def scores(rows: Sequence[tuple[Case, str, str]]) -> dict[str, Any]:
+    """rows: (case, expected, got) per (case, rule) pair."""
+    clear = [r for r in rows if r[0].clear]
+    violations = [r for r in rows if r[0].kind == "clear_violation"]
+    borderline = [r for r in rows if r[0].kind == "borderline"]
+
+    def rate(xs: Sequence[tuple[Case, str, str]], ok: Any) -> float | None:
+        return round(sum(1 for x in xs if ok(x)) / len(xs), 4) if xs else None
+
+    return {
+        "pairs": len(rows),
+        "accuracy_clear": rate(clear, lambda r: r[1] == r[2]),
+        "false_compliant_rate_clear_violations": rate(violations, lambda r: r[2] == "compliant"),
+        "review_rate": rate(rows, lambda r: r[2] == "needs_review"),
+        "accuracy_borderline": rate(borderline, lambda r: r[1] == r[2]),
+        "accuracy_all": rate(rows, lambda r: r[1] == r[2]),
+    }
+
+
+# (case, expected, the model's preferred verdict) for the model alone, whatever its confidence.
+forced: list[tuple[Case, str, str]] = []
+
+
+def run_mode(
+    assessor: Assessor, cases: Sequence[Case], mode: Mode, timings: list[float] | None = None
+) -> list[tuple[Case, str, str]]:
+    rows: list[tuple[Case, str, str]] = []
+    for i, case in enumerate(cases):
+        assessor.clear_cache()  # each case pays for its own questions
+        started = time.perf_counter()
+        verdicts = assessor.assess(case.input(), list(case.expect), mode=mode)
+        if timings is not None:
+            timings.append(time.perf_counter() - started)
+        for v in verdicts:
+            rows.append((case, case.expect[v.rule], v.verdict))
+            if mode == "model":
+                said = "compliant" if v.rationale.startswith("model answered 'yes'") else (
+                    "non_compliant" if v.rationale.startswith("model answered 'no'") else
+                    "needs_review"
+                )  # fmt: skip
+                forced.append((case, case.expect[v.rule], said))
+        print(f"\r{mode}: {i + 1}/{len(cases)}", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=Path, default=default_cases_dir())
+    parser.add_argument("--limit", type=int, default=0, help="only the first N cases")
+    args = parser.parse_args()
+
+    rules_dir = policies_dir() / "rules"
+    library = load_library(rules_dir)
+    cases = load_cases(args.cases, library)
+    if args.limit:
+        cases = cases[: args.limit]
+    calibration = Calibration.load(rules_dir / "calibration.json")
+    home = Path(tempfile.mkdtemp(prefix="govern-bench-"))
+    settings = load_settings(home=home, config=home / "none.toml", llm_cache_dir=MODEL_CACHE)
+    model = shared_local_model(settings)
+    started = time.perf_counter()
+    if not model.wait_ready(600):
+        raise SystemExit("the local model did not load")
+    load_seconds = time.perf_counter() - started
+    assessor = Assessor(
+        library,
+        lambda: model,
+        calibration,
+        threshold=settings.compliance_confidence_threshold,
+        max_description_chars=settings.compliance_max_description_chars,
+        max_questions=settings.compliance_max_model_questions,
+    )
+
+    timings: list[float] = []
+    result: dict[str, Any] = {
+        "bench": "compliance",
+        "model": model.name,
+        "calibrated_questions": len(calibration.models.get(model.name, {})),
+        "threshold": settings.compliance_confidence_threshold,
+        "cases": len(cases),
+        "model_load_seconds": round(load_seconds, 2),
+    }
+    for mode in ("pipeline", "conditions", "model"):
+        rows = run_mode(
+            assessor,
+            cases,
+            "full" if mode == "pipeline" else mode,  # type: ignore[arg-type]
+            timings if mode == "pipeline" else None,
+        )
+        result[mode] = {
+            "all": scores(rows),
+            "eval_split": scores([r for r in rows if r[0].split == "eval"]),
+        }
+        if mode == "model":
+            # The model's bare preference, ignoring its (calibrated) confidence: how often
+            # its answer would be right if it were simply believed.
+            clear = [(c, e, w) for c, e, w in forced if c.clear]
+            result[mode]["accuracy_clear_if_believed"] = round(
+                sum(1 for _, e, w in clear if e == w) / len(clear), 4
+            )
+            result[mode]["false_compliant_rate_if_believed"] = round(
+                sum(1 for c, _, w in clear if c.kind == "clear_violation" and w == "compliant")
+                / max(1, sum(1 for c, _, _ in clear if c.kind == "clear_violation")),
+                4,
+            )
+    described = sorted(t for t, c in zip(timings, cases, strict=True) if c.description)
+    timings.sort()
+    result["pipeline_latency_seconds"] = {
+        "median": round(statistics.median(timings), 3),
+        "p90": round(timings[int(0.9 * (len(timings) - 1))], 3),
+        "max": round(timings[-1], 3),
+        # Only cases with a description ask the model anything; their median is the honest one.
+        "median_with_description": round(statistics.median(described), 3) if described else None,
+        "cases_with_description": len(described),
+        "goal_median": 2.0,
+    }
+    result["load_average_1min"] = round(os.getloadavg()[0], 2)  # the CPU is shared
+    line = json.dumps(result)
+    print(line)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "compliance.json").write_text(line + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""Compliance checks: a legal rule library, facts, verdicts, reviews (see docs/compliance.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from govern.catalog import Catalog
+from govern.compliance.calibration import Calibration
+from govern.compliance.holder import ModelHolder
+from govern.compliance.pipeline import AssessmentInput, Assessor, Verdict
+from govern.compliance.rules import Rule, RuleLibrary, RuleLibraryError, load_library
+from govern.compliance.service import (
+    AssessmentInfo,
+    ComplianceService,
+    OpenVerdict,
+    ReviewInfo,
+)
+from govern.resources import policies_dir
+from govern.settings import Settings
+from govern.store.db import Database
+
+__all__ = [
+    "AssessmentInfo",
+    "AssessmentInput",
+    "Assessor",
+    "Calibration",
+    "ComplianceService",
+    "ModelHolder",
+    "OpenVerdict",
+    "ReviewInfo",
+    "Rule",
+    "RuleLibrary",
+    "RuleLibraryError",
+    "Verdict",
+    "load_library",
+    "open_compliance",
+    "rules_dir",
+]
+
+
+def rules_dir(settings: Settings) -> Any:
+    return settings.compliance_rules_dir or policies_dir() / "rules"
+
+
+def open_compliance(
+    settings: Settings,
+    db: Database,
+    catalog: Catalog,
+    log: Callable[[str, Mapping[str, Any], str], int],
+) -> ComplianceService:
+    directory = rules_dir(settings)
+    library = load_library(directory)
+    calibration = Calibration.load(
+        settings.compliance_calibration_file or directory / "calibration.json"
+    )
+    holder = ModelHolder(settings)
+    assessor = Assessor(
+        library,
+        holder.get,
+        calibration,
+        threshold=settings.compliance_confidence_threshold,
+        max_description_chars=settings.compliance_max_description_chars,
+        max_questions=settings.compliance_max_model_questions,
+    )
+    return ComplianceService(
+        db,
+        catalog,
+        library,
+        assessor,
+        log,
+        refresh_seconds=settings.compliance_refresh_seconds,
+        models=holder,
+    )

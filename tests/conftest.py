@@ -59,17 +59,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+# The local model's converted copy (about 20 s to make) is shared by every test that loads it.
+MODEL_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "govern-models"
+
+
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     return load_settings(
-        home=tmp_path / "home", database_url=database_url, config=tmp_path / "none.toml"
+        home=tmp_path / "home",
+        database_url=database_url,
+        config=tmp_path / "none.toml",
+        llm_cache_dir=MODEL_CACHE,
     )
 
 
 @pytest.fixture
 def sqlite_settings(tmp_path: Path) -> Settings:
     """For unit tests that need a store but not both backends."""
-    return load_settings(home=tmp_path / "home", config=tmp_path / "none.toml")
+    return load_settings(
+        home=tmp_path / "home", config=tmp_path / "none.toml", llm_cache_dir=MODEL_CACHE
+    )
 
 
 def _open(settings: Settings) -> Iterator[Gateway]:

@@ -12,13 +12,16 @@ from govern.api.errors import install_error_handlers
 from govern.api.limits import BodyLimit
 from govern.api.metrics import AnchorCollector, ApiMetrics, MetricsMiddleware
 from govern.api.routes import (
+    compliance,
     datasets,
     decisions,
     erasure,
     health,
+    jobs,
     ledger,
     policies,
     principals,
+    reviews,
     runs,
 )
 from govern.gateway import Gateway
@@ -50,6 +53,9 @@ def create_app(gateway: Gateway, *, close_on_shutdown: bool = True) -> FastAPI:
     install_error_handlers(app)
     for module in (health, datasets, decisions, erasure, ledger, policies, principals, runs):
         app.include_router(module.router)
+    for module in (compliance, reviews):
+        app.include_router(module.router)
+    app.include_router(jobs.router)
     app.add_middleware(
         BodyLimit,
         max_bytes=gateway.settings.max_body_bytes,

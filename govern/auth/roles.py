@@ -25,8 +25,18 @@ class Action(StrEnum):
     LEDGER_READ = "ledger.read"
     # Any run's provenance, and which runs read a subject's rows; a principal always sees its own.
     RUNS_READ = "runs.read"
+    # Register or replace the recipe of any run; a principal always may for its own runs.
+    RECIPES_ANY = "recipes.any"
     ERASURE_WRITE = "erasure.write"
     ERASURE_READ = "erasure.read"
+    # Retrain/unlearn jobs: reading them, and retrying or cancelling one.
+    JOBS_READ = "jobs.read"
+    JOBS_WRITE = "jobs.write"
+    # Legal rules are public to every caller; assessments and the review queue are not.
+    COMPLIANCE_RULES_READ = "compliance.rules.read"
+    COMPLIANCE_READ = "compliance.read"
+    COMPLIANCE_ASSESS = "compliance.assess"
+    REVIEWS_DECIDE = "reviews.decide"
 
 
 _EVERYONE = frozenset(ROLES)
@@ -43,8 +53,15 @@ _GRANTS: dict[Action, frozenset[str]] = {
     Action.TOKENS_WRITE: frozenset({"admin"}),
     Action.LEDGER_READ: _EVERYONE,
     Action.RUNS_READ: frozenset({"admin", "steward", "auditor", "compliance"}),
+    Action.RECIPES_ANY: frozenset({"admin"}),
     Action.ERASURE_WRITE: frozenset({"admin", "compliance"}),
     Action.ERASURE_READ: frozenset({"admin", "steward", "auditor", "compliance"}),
+    Action.JOBS_READ: frozenset({"admin", "steward", "auditor", "compliance"}),
+    Action.JOBS_WRITE: frozenset({"admin"}),
+    Action.COMPLIANCE_RULES_READ: _EVERYONE,
+    Action.COMPLIANCE_READ: frozenset({"admin", "steward", "auditor", "compliance"}),
+    Action.COMPLIANCE_ASSESS: frozenset({"admin", "steward", "compliance"}),
+    Action.REVIEWS_DECIDE: frozenset({"admin", "compliance"}),
 }
 
 

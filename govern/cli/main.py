@@ -23,6 +23,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from govern.cli.compliance import compliance_app, review_app
+from govern.cli.datasets import dataset_app
+from govern.cli.jobs import jobs_app, jobs_table
 from govern.errors import BadRequest, GovernError
 from govern.gateway import Gateway
 from govern.settings import Settings, load_settings
@@ -40,7 +43,6 @@ db_app = typer.Typer(help="Metadata store.", no_args_is_help=True)
 demo_app = typer.Typer(help="Demo datasets, principals and policies.", no_args_is_help=True)
 token_app = typer.Typer(help="Bearer tokens.", no_args_is_help=True)
 principal_app = typer.Typer(help="Principals (people and services).", no_args_is_help=True)
-dataset_app = typer.Typer(help="Datasets in the catalog.", no_args_is_help=True)
 policy_app = typer.Typer(help="Policy sets: show, load, test.", no_args_is_help=True)
 erasure_app = typer.Typer(help="Erasure requests for data subjects.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The access log: verify, prove, export.", no_args_is_help=True)
@@ -52,6 +54,9 @@ app.add_typer(dataset_app, name="dataset")
 app.add_typer(policy_app, name="policy")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(erasure_app, name="erasure")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(compliance_app, name="compliance")
+app.add_typer(review_app, name="review")
 
 out = Console()
 err = Console(stderr=True)
@@ -229,32 +234,6 @@ def principal_list() -> None:
     table = Table("id", "roles", "attributes", "disabled")
     for p in gateway.principals.all():
         table.add_row(p.id, ", ".join(p.roles), str(dict(p.attributes)), str(p.disabled))
-    out.print(table)
-    gateway.close()
-
-
-@dataset_app.command("list")
-def dataset_list() -> None:
-    """List datasets with their newest active version."""
-    gateway = open_gateway()
-    table = Table("name", "version", "rows", "subject column", "columns")
-    for d in gateway.catalog.all():
-        table.add_row(
-            d.name, str(d.version), str(d.row_count), d.subject_column, str(len(d.columns))
-        )
-    out.print(table)
-    gateway.close()
-
-
-@dataset_app.command("show")
-def dataset_show(name: Annotated[str, typer.Argument(help="Dataset name.")]) -> None:
-    """Show a dataset's columns, types and tags."""
-    gateway = open_gateway()
-    d = gateway.catalog.get(name)
-    out.print(f"{d.name} v{d.version}: {d.row_count} rows, subject column {d.subject_column}")
-    table = Table("column", "type", "tags")
-    for c in d.columns:
-        table.add_row(c.name, c.type, ", ".join(c.tags))
     out.print(table)
     gateway.close()
 
@@ -531,19 +510,31 @@ def erasure_request(
 
 @erasure_app.command("status")
 def erasure_status(rid: Annotated[str, typer.Argument(help="Request id.")]) -> None:
-    """A request's state, excluded rows and the runs that read the subject."""
-    from govern.provenance import SubjectLookup
-
+    """A request's state, excluded rows, the runs that read the subject, its jobs and the
+    rewrite of the data files."""
     gateway = open_gateway()
     info = gateway.erasure.get(rid)
     out.print(f"{info.id}: {info.state}, {info.excluded_rows} row(s) excluded", highlight=False)
-    lookup = SubjectLookup(gateway.provenance)
+    if info.message:
+        out.print(info.message, highlight=False, markup=False)
     table = Table("run", "principal", "dataset", "version", "rows read")
-    for run in lookup.runs_for_subject(info.subject_id, info.datasets):
+    for run in gateway.affected_runs(info):
         for r in run.reads:
             table.add_row(run.run.id, run.run.principal_id, r.dataset, str(r.version), str(r.rows))
-    lookup.close()
     out.print(table)
+    jobs = gateway.jobs.for_request(info.id)
+    if jobs:
+        out.print(jobs_table(jobs))
+    rewrite = gateway.rewriter.state(info.id)
+    out.print(f"rewrite of the data files: {rewrite.state}", highlight=False)
+    for v in rewrite.versions:
+        out.print(
+            f"  {v.dataset} v{v.version}: {v.state}, {v.rows_excluded} row(s) to remove"
+            + (f", {v.rows_before} -> {v.rows_after} rows" if v.rows_after is not None else "")
+            + (f" ({v.message})" if v.message else ""),
+            highlight=False,
+            markup=False,
+        )
     gateway.close()
 
 

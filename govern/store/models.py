@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -37,9 +38,13 @@ __all__ = [
     "LedgerNode",
     "PolicySet",
     "Principal",
+    "QualityResult",
+    "QualitySuite",
     "Review",
     "Run",
     "RunRead",
+    "RunRecipe",
+    "RunShard",
     "Token",
     "utcnow",
 ]
@@ -111,6 +116,11 @@ class DatasetVersion(Base):
     # active: served; quarantined: failed quality, waits for a steward; retired: superseded.
     state: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Set when an erasure rewrite removed rows from the file (sha256/row_count/size_bytes then
+    # describe the rewritten file; these keep what was registered).
+    original_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    original_row_count: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    rewritten_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     dataset: Mapped[Dataset] = relationship(back_populates="versions")
     columns: Mapped[list[DatasetColumn]] = relationship(
         back_populates="version", order_by="DatasetColumn.position"
@@ -140,7 +150,38 @@ class ColumnTag(Base):
     tag: Mapped[str] = mapped_column(String(100))
     source: Mapped[str] = mapped_column(String(16), default="steward")
     confirmed: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Provenance of a detector's proposal: which recognizer, how sure (share of sampled values).
+    detector: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # A proposal a steward removed: kept (and not applied) so the detector does not re-propose it.
+    rejected: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     dataset: Mapped[Dataset] = relationship(back_populates="tags")
+
+
+class QualitySuite(Base):
+    """A dataset's Great Expectations suite (``{"expectations": [{"type", "kwargs"}, ...]}``)."""
+
+    __tablename__ = "quality_suites"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), unique=True)
+    suite: Mapped[dict[str, Any]] = mapped_column(JSON)
+    inferred: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class QualityResult(Base):
+    """The validation of one dataset version against its dataset's suite at ingestion."""
+
+    __tablename__ = "quality_results"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"), unique=True)
+    success: Mapped[bool] = mapped_column(Boolean)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Set when a steward accepted a version that failed its suite.
+    accepted_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class PolicySet(Base):
@@ -228,6 +269,28 @@ class RunRead(Base):
     row_count: Mapped[int] = mapped_column(BigInteger)
 
 
+class RunRecipe(Base):
+    """How a run was trained, so that an erasure can re-run it (``govern.unlearning.recipes``)."""
+
+    __tablename__ = "run_recipes"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    recipe: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The run that retrained this one; its model replaces this run's model.
+    superseded_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    registered_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RunShard(Base):
+    """A run that trained one shard of a sharded (SISA) model, current or superseded."""
+
+    __tablename__ = "run_shards"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    model_run_id: Mapped[str] = mapped_column(ForeignKey("run_recipes.run_id"), index=True)
+    shard: Mapped[int] = mapped_column(Integer)
+
+
 class ErasureRequest(Base):
     __tablename__ = "erasure_requests"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -250,6 +313,16 @@ class ErasureExclusion(Base):
     version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"), index=True)
     row_ids: Mapped[bytes] = mapped_column(LargeBinary)
     row_count: Mapped[int] = mapped_column(BigInteger)
+    # The background rewrite that removes these rows from the file: pending, done or failed.
+    rewrite_state: Mapped[str] = mapped_column(
+        String(16), default="pending", server_default="pending"
+    )
+    rewrite_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    rewrite_sha256_before: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    rewrite_sha256_after: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    rewrite_rows_before: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    rewrite_rows_after: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    rewritten_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Job(Base):
@@ -265,6 +338,19 @@ class Job(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The training run the job repairs and whose token it reads with (see govern.jobs).
+    run_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    principal_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # Submissions so far; the backend's id of the latest; when the next try is due.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    external_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True, index=True
+    )
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The id (not the token) of the bearer token minted for the latest attempt, to revoke it.
+    token_jti: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Assessment(Base):

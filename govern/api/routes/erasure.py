@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from govern.api.deps import GatewayDep, require
 from govern.auth import Action, Caller
 from govern.gateway import Gateway
-from govern.provenance import SubjectLookup
 from govern.unlearning import ErasureInfo
 
 router = APIRouter(prefix="/v1/erasure-requests", tags=["erasure"])
@@ -32,6 +31,10 @@ class ErasureOut(BaseModel):
     excluded_rows: int
     affected_runs: list[dict[str, Any]]
     jobs: list[dict[str, Any]]
+    message: str = ""
+    # Removal of the rows from the data files: pending | done | failed, and per version.
+    rewrite: str = "pending"
+    rewrite_versions: list[dict[str, Any]] = []
 
 
 Writer = Annotated[Caller, Depends(require(Action.ERASURE_WRITE))]
@@ -39,11 +42,9 @@ Reader = Annotated[Caller, Depends(require(Action.ERASURE_READ))]
 
 
 def _out(gateway: Gateway, info: ErasureInfo) -> ErasureOut:
-    lookup = SubjectLookup(gateway.provenance)
-    try:
-        runs = lookup.runs_for_subject(info.subject_id, info.datasets)
-    finally:
-        lookup.close()
+    runs = gateway.affected_runs(info)
+    rewrite = gateway.rewriter.state(info.id)
+    plan = gateway.unlearning_plan(info, runs)
     return ErasureOut(
         id=info.id,
         state=info.state,
@@ -58,11 +59,15 @@ def _out(gateway: Gateway, info: ErasureInfo) -> ErasureOut:
                 "reads": [
                     {"dataset": x.dataset, "version": x.version, "rows": x.rows} for x in r.reads
                 ],
+                # retrain | unlearn | none, and why (e.g. "no recipe: cannot retrain").
+                "unlearning": a.to_json() if (a := plan.action_for(r.run.id)) else None,
             }
             for r in runs
         ],
-        # Retraining and unlearning jobs are not built yet (issue 7's next slice).
-        jobs=[],
+        jobs=[j.to_json() for j in gateway.jobs.for_request(info.id)],
+        message=info.message,
+        rewrite=rewrite.state,
+        rewrite_versions=[v.to_json() for v in rewrite.versions],
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from govern.api.deps import CurrentCaller, GatewayDep, require
 from govern.auth import Action, Caller
 from govern.provenance import SubjectLookup, ensure_run_visible
+from govern.unlearning.recipes import RecipeBody, RecipeInfo
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -98,3 +99,36 @@ def get_run(run_id: str, gateway: GatewayDep, caller: CurrentCaller) -> RunOut:
             RunReadOut(dataset=r.dataset, version=r.version, row_count=r.row_count) for r in reads
         ],
     )
+
+
+class RecipeOut(BaseModel):
+    run_id: str
+    principal_id: str
+    recipe: dict[str, Any]
+    superseded_by: str | None
+    registered_by: str
+    updated_at: datetime
+
+
+def _recipe_out(info: RecipeInfo) -> RecipeOut:
+    return RecipeOut(
+        run_id=info.run_id,
+        principal_id=info.principal_id,
+        recipe=info.recipe.to_json(),
+        superseded_by=info.superseded_by,
+        registered_by=info.registered_by,
+        updated_at=info.updated_at,
+    )
+
+
+@router.put("/{run_id}/recipe", response_model=RecipeOut)
+def put_recipe(
+    run_id: str, body: RecipeBody, gateway: GatewayDep, caller: CurrentCaller
+) -> RecipeOut:
+    """Register how the run was trained; the run's own principal (or an admin) only."""
+    return _recipe_out(gateway.put_recipe(caller, run_id, body))
+
+
+@router.get("/{run_id}/recipe", response_model=RecipeOut)
+def get_recipe(run_id: str, gateway: GatewayDep, caller: CurrentCaller) -> RecipeOut:
+    return _recipe_out(gateway.get_recipe(caller, run_id))

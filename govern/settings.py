@@ -245,6 +245,11 @@ class Settings(BaseSettings):
         ge=0,
         description="Most fact questions the model is asked in one assessment (latency bound).",
     )
+    compliance_embedding_facts: bool = Field(
+        False,
+        description="Also read descriptions with the sentence-embedding fact extractor (when "
+        "the embedder can load); off: it did not improve held-out accuracy (docs/compliance.md).",
+    )
     compliance_refresh_seconds: float = Field(
         2.0,
         gt=0,

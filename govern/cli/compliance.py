@@ -133,6 +133,7 @@ def calibrate(
     from govern.compliance.calibrate import calibrate as run_calibration
     from govern.compliance.calibrate import summary
     from govern.compliance.cases import default_cases_dir, load_cases
+    from govern.compliance.embed_facts import calibrate_embeddings, open_embedding_facts
 
     s = load_settings()
     gateway = Gateway.open(s)
@@ -155,8 +156,25 @@ def calibrate(
                 progress=lambda i, n: bar.update(task, completed=i, total=n),
                 score_cache=s.home / "compliance" / "calibration-scores.json",
             )
-        result.calibration.save(target)
-        out.print_json(data=summary(result))
+        calibration = result.calibration
+        report = summary(result)
+        embedding = open_embedding_facts(rules_dir(s), calibration)
+        if embedding is not None:
+            # The embedding extractor is fitted on the same split, beside the model's entries.
+            try:
+                emb = calibrate_embeddings(
+                    embedding,
+                    case_list,
+                    lambda c: [f for r in service.library.select(list(c.expect)) for f in r.facts],
+                    previous=calibration,
+                    max_chars=s.compliance_max_description_chars,
+                )
+                calibration = emb.calibration
+                report = {"model": report, "embeddings": emb.summary()}
+            except ModelUnavailable as exc:
+                err.print(f"embeddings not calibrated: {exc.message}", highlight=False)
+        calibration.save(target)
+        out.print_json(data=report)
         err.print(f"wrote {target}", highlight=False)
     finally:
         gateway.close()

@@ -55,6 +55,11 @@ def open_compliance(
         settings.compliance_calibration_file or directory / "calibration.json"
     )
     holder = ModelHolder(settings)
+    embedding = None
+    if settings.compliance_embedding_facts:
+        from govern.compliance.embed_facts import open_embedding_facts
+
+        embedding = open_embedding_facts(directory, calibration)
     assessor = Assessor(
         library,
         holder.get,
@@ -62,6 +67,7 @@ def open_compliance(
         threshold=settings.compliance_confidence_threshold,
         max_description_chars=settings.compliance_max_description_chars,
         max_questions=settings.compliance_max_model_questions,
+        embedding=embedding,
     )
     return ComplianceService(
         db,

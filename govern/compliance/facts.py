@@ -29,7 +29,7 @@ __all__ = [
     "request_facts",
 ]
 
-Source = Literal["request", "catalog", "text", "model"]
+Source = Literal["request", "catalog", "text", "model", "embedding"]
 STATED: frozenset[str] = frozenset({"request", "catalog", "text"})
 
 

@@ -24,7 +24,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from govern.catalog import ColumnInfo
 from govern.compliance.calibration import Calibration
@@ -40,6 +40,9 @@ from govern.compliance.facts import (
 from govern.compliance.model.base import LanguageModel
 from govern.compliance.rules import Rule, RuleLibrary
 from govern.errors import GovernError, ModelUnavailable
+
+if TYPE_CHECKING:
+    from govern.compliance.embed_facts import EmbeddingFacts
 
 __all__ = ["AssessmentInput", "Assessor", "Mode", "Verdict", "fact_prompt", "rule_prompt"]
 
@@ -146,8 +149,10 @@ class Assessor:
         max_description_chars: int = 2000,
         max_questions: int = 6,
         cache_size: int = 4096,
+        embedding: EmbeddingFacts | None = None,
     ) -> None:
         self.library = library
+        self.embedding = embedding  # a second, model-free reader of descriptions (optional)
         self._model = model
         self.calibration = calibration
         self.threshold = threshold
@@ -318,6 +323,44 @@ class Assessor:
             out.inferred[name] = fact
         return evidence, available
 
+    def embed_facts(self, out: _Facts, names: Sequence[str], text: str) -> list[tuple[str, str]]:
+        """The embedding extractor's answers, merged as *inferred* facts like the model's: a
+        value different from another source's leaves the fact in conflict (review)."""
+        ext = self.embedding
+        if ext is None:
+            return []
+        evidence: list[tuple[str, str]] = []
+        for name in names:
+            if name not in ext.exemplars:
+                continue
+            fitted = ext.fitted(name)
+            useful = [lb for lb, v in FACTS[name].labels.items() if v is not None]
+            if fitted is None or not any(fitted.can_reach(lb, self.threshold) for lb in useful):
+                why = "uncalibrated" if fitted is None else "its answers cannot reach the threshold"
+                evidence.append((name, f"embeddings not used for {name}: {why}"))
+                continue
+            ans = ext.answer(name, text)
+            if ans.probs is None:
+                evidence.append((name, f"embeddings could not read '{name}': {ans.error}"))
+                continue
+            label, p = max(ans.probs.items(), key=lambda kv: kv[1])
+            value = FACTS[name].labels[label]
+            evidence.append((name, f"embeddings on {name}: {label!r} p={p:.2f}"))
+            if value is None or not ans.calibrated or p < self.threshold:
+                continue
+            fact = Fact(name, value, "embedding", p, f"embeddings read {label!r} (p={p:.2f})")
+            have = out.stated.get(name) or out.inferred.get(name)
+            if have is not None:
+                if have.value != value:
+                    out.inferred.pop(name, None)
+                    out.conflicts[name] = (
+                        f"embeddings read the description as {name} = {value!r}, but "
+                        f"{have.evidence}"
+                    )
+                continue
+            out.inferred[name] = fact
+        return evidence
+
     # -- verdicts ----------------------------------------------------------------------------
 
     def assess(
@@ -367,6 +410,9 @@ class Assessor:
                     f"{self.max_questions}): " + ", ".join(ranked[len(asked) :])
                 )
             model_evidence, model_read = self.infer_facts(facts, asked, text)
+            if self.embedding is not None:
+                # Cheap (one batch of sentence vectors), so it reads every open fact.
+                model_evidence += self.embed_facts(facts, ranked, text)
         elif mode == "full":
             model_read = True
 
@@ -437,7 +483,10 @@ class Assessor:
             outcome, used = clause.when.evaluate(extended)
             if outcome is True:
                 inferred = sorted(n for n in used if n not in stated)
-                note = f"; inferred by the model: {', '.join(inferred)}" if inferred else ""
+                by_model = [n for n in inferred if (f := facts.get(n)) and f.source == "model"]
+                by_emb = [n for n in inferred if n not in by_model]
+                note = f"; inferred by the model: {', '.join(by_model)}" if by_model else ""
+                note += f"; inferred from embeddings: {', '.join(by_emb)}" if by_emb else ""
                 if any(n in facts.conflicts for n in used):
                     break
                 return made("non_compliant", fact_conf(used), clause.reason + note, used)

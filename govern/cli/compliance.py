@@ -131,7 +131,6 @@ def calibrate(
     """Fit the model's answer calibration on the fit split of the labelled cases."""
     from govern.compliance import rules_dir
     from govern.compliance.calibrate import calibrate as run_calibration
-    from govern.compliance.calibrate import summary
     from govern.compliance.cases import default_cases_dir, load_cases
     from govern.compliance.embed_facts import calibrate_embeddings, open_embedding_facts
 
@@ -157,7 +156,7 @@ def calibrate(
                 score_cache=s.home / "compliance" / "calibration-scores.json",
             )
         calibration = result.calibration
-        report = summary(result)
+        report = result.summary()
         embedding = open_embedding_facts(rules_dir(s), calibration)
         if embedding is not None:
             # The embedding extractor is fitted on the same split, beside the model's entries.

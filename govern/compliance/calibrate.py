@@ -12,18 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from govern.compliance.calibration import Calibration, Fitted, fit, pool_id
+from govern.compliance.calibration import Calibration, FitResult, fit_questions
 from govern.compliance.cases import Case, label_for
 from govern.compliance.facts import FACTS
 from govern.compliance.pipeline import Assessor, fact_prompt, rule_prompt
 
 __all__ = ["Prompt", "calibrate", "prompts_for"]
-
-MIN_EXAMPLES = 8  # fewer: the question borrows its pool's fit
 
 
 @dataclass(frozen=True)
@@ -32,14 +29,6 @@ class Prompt:
     prompt: str
     labels: tuple[str, ...]
     gold: str
-
-
-@dataclass
-class Result:
-    calibration: Calibration
-    examples: dict[str, int] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)
-    fit_accuracy: dict[str, float] = field(default_factory=dict)
 
 
 def prompts_for(assessor: Assessor, case: Case) -> list[Prompt]:
@@ -82,7 +71,7 @@ def calibrate(
     previous: Calibration | None = None,
     progress: Callable[[int, int], None] | None = None,
     score_cache: Path | None = None,
-) -> Result:
+) -> FitResult:
     """Fit every question of ``model`` on the ``fit`` split; other models' entries are kept.
 
     Raw scores are kept in ``score_cache`` (by model, prompt and labels), so fitting again after
@@ -108,35 +97,4 @@ def calibrate(
             progress(i + 1, len(prompts))
     if score_cache is not None:
         score_cache.write_text(json.dumps(cache), encoding="utf-8")
-    # Pools: every question of one kind with one label set, for questions with little data.
-    pools: dict[str, list[tuple[Mapping[str, float], str]]] = {}
-    for q, examples in data.items():
-        pid = pool_id(q, labels[q])
-        pools.setdefault(pid, []).extend(examples)
-        labels[pid] = labels[q]
-    models: dict[str, dict[str, Fitted]] = dict(previous.models) if previous else {}
-    fitted: dict[str, Fitted] = {}
-    result = Result(Calibration(models))
-    for q, examples in sorted({**data, **pools}.items()):
-        result.examples[q] = len(examples)
-        golds = {g for _, g in examples}
-        if len(examples) < MIN_EXAMPLES or len(golds) < 2:
-            result.skipped[q] = f"{len(examples)} example(s), {len(golds)} label(s)"
-            continue
-        f = fit(labels[q], examples)
-        fitted[q] = f
-        right = sum(
-            1 for s, g in examples if max(f.probabilities(s).items(), key=lambda kv: kv[1])[0] == g
-        )
-        result.fit_accuracy[q] = right / len(examples)
-    models[model] = fitted
-    return result
-
-
-def summary(result: Result) -> dict[str, Any]:
-    return {
-        "fitted": sorted(result.fit_accuracy),
-        "examples": result.examples,
-        "skipped": result.skipped,
-        "fit_accuracy": {k: round(v, 3) for k, v in result.fit_accuracy.items()},
-    }
+    return fit_questions(model, data, labels, previous)

@@ -166,3 +166,55 @@ def fit(
         b = b - lr * grad_b
         b -= b.mean()  # softmax is shift-invariant: keep the biases centred
     return Fitted(tuple(labels), float(a), tuple(float(x) for x in b), n)
+
+
+MIN_EXAMPLES = 8  # fewer: the question borrows its pool's fit
+
+
+@dataclass
+class FitResult:
+    calibration: Calibration
+    examples: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    fit_accuracy: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "fitted": sorted(self.fit_accuracy),
+            "examples": self.examples,
+            "skipped": self.skipped,
+            "fit_accuracy": {k: round(v, 3) for k, v in self.fit_accuracy.items()},
+        }
+
+
+def fit_questions(
+    model: str,
+    data: Mapping[str, Sequence[tuple[Mapping[str, float], str]]],
+    labels: Mapping[str, tuple[str, ...]],
+    previous: Calibration | None = None,
+) -> FitResult:
+    """Fit every question of ``model`` with enough examples, and a pool per kind of question
+    and label set for those with too few; other models' entries in ``previous`` are kept."""
+    pools: dict[str, list[tuple[Mapping[str, float], str]]] = {}
+    all_labels = dict(labels)
+    for q, examples in data.items():
+        pid = pool_id(q, labels[q])
+        pools.setdefault(pid, []).extend(examples)
+        all_labels[pid] = labels[q]
+    models: dict[str, dict[str, Fitted]] = dict(previous.models) if previous else {}
+    fitted: dict[str, Fitted] = {}
+    result = FitResult(Calibration(models))
+    for q, examples in sorted({**data, **pools}.items()):
+        result.examples[q] = len(examples)
+        golds = {g for _, g in examples}
+        if len(examples) < MIN_EXAMPLES or len(golds) < 2:
+            result.skipped[q] = f"{len(examples)} example(s), {len(golds)} label(s)"
+            continue
+        f = fit(all_labels[q], examples)
+        fitted[q] = f
+        right = sum(
+            1 for s, g in examples if max(f.probabilities(s).items(), key=lambda kv: kv[1])[0] == g
+        )
+        result.fit_accuracy[q] = right / len(examples)
+    models[model] = fitted
+    return result

@@ -19,14 +19,14 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import yaml
 
-from govern.compliance.calibration import Calibration, Fitted, fit, pool_id
+from govern.compliance.calibration import Calibration, FitResult, Fitted, fit_questions
 from govern.compliance.cases import Case, label_for
 from govern.compliance.facts import FACTS
 from govern.errors import ConfigError, GovernError
@@ -34,7 +34,6 @@ from govern.errors import ConfigError, GovernError
 __all__ = [
     "SCALE",
     "EmbeddingFacts",
-    "EmbeddingResult",
     "Exemplars",
     "TextEmbedder",
     "calibrate_embeddings",
@@ -205,25 +204,6 @@ class EmbeddingFacts:
         return self.calibration.get(name, f"fact:{fact}", self.labels(fact))
 
 
-@dataclass
-class EmbeddingResult:
-    calibration: Calibration
-    examples: dict[str, int] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)
-    fit_accuracy: dict[str, float] = field(default_factory=dict)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "fitted": sorted(self.fit_accuracy),
-            "examples": self.examples,
-            "skipped": self.skipped,
-            "fit_accuracy": {k: round(v, 3) for k, v in self.fit_accuracy.items()},
-        }
-
-
-MIN_EXAMPLES = 8  # fewer: the fact borrows the pooled fit of its label set
-
-
 def calibrate_embeddings(
     extractor: EmbeddingFacts,
     cases: Sequence[Case],
@@ -231,7 +211,7 @@ def calibrate_embeddings(
     previous: Calibration | None = None,
     max_chars: int = 2000,
     progress: Callable[[int, int], None] | None = None,
-) -> EmbeddingResult:
+) -> FitResult:
     """Fit the extractor's per-fact calibration on the ``fit`` split only (the ``eval`` split
     stays held out); other models' entries in ``previous`` are kept. ``rule_facts`` names the
     facts of a case's rules (the questions the pipeline could ask for it)."""
@@ -255,28 +235,7 @@ def calibrate_embeddings(
             labels[q] = extractor.labels(fact)
         if progress is not None:
             progress(i + 1, len(fit_cases))
-    pools: dict[str, list[tuple[Mapping[str, float], str]]] = {}
-    for q, examples in data.items():
-        pid = pool_id(q, labels[q])
-        pools.setdefault(pid, []).extend(examples)
-        labels[pid] = labels[q]
-    models = dict(previous.models) if previous else {}
-    fitted: dict[str, Fitted] = {}
-    result = EmbeddingResult(Calibration(models))
-    for q, examples in sorted({**data, **pools}.items()):
-        result.examples[q] = len(examples)
-        golds = {g for _, g in examples}
-        if len(examples) < MIN_EXAMPLES or len(golds) < 2:
-            result.skipped[q] = f"{len(examples)} example(s), {len(golds)} label(s)"
-            continue
-        f = fit(labels[q], examples)
-        fitted[q] = f
-        right = sum(
-            1 for s, g in examples if max(f.probabilities(s).items(), key=lambda kv: kv[1])[0] == g
-        )
-        result.fit_accuracy[q] = right / len(examples)
-    models[name] = fitted
-    return result
+    return fit_questions(name, data, labels, previous)
 
 
 def open_embedding_facts(

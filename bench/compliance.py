@@ -21,7 +21,6 @@ Usage: ``python bench/compliance.py [--cases DIR] [--limit N]``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -30,6 +29,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from report import emit
 
 from govern.compliance import Assessor, Calibration, load_library
 from govern.compliance.cases import Case, default_cases_dir, load_cases
@@ -40,7 +41,6 @@ from govern.resources import policies_dir
 from govern.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
 MODEL_CACHE = REPO / ".cache" / "govern-models"
 
 
@@ -182,10 +182,7 @@ def main() -> None:
             ),
         }
     result["load_average_1min"] = round(os.getloadavg()[0], 2)  # the CPU is shared
-    line = json.dumps(result)
-    print(line)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "compliance.json").write_text(line + "\n")
+    emit("compliance", result)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ One run, side by side, one JSON line on stdout (also written to bench/results/de
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import socket
@@ -26,6 +25,7 @@ import duckdb
 import httpx
 import numpy as np
 import pyarrow as pa
+from report import emit
 
 from govern.catalog import ROW_ID
 from govern.demo.load import DEMO_PRINCIPALS
@@ -211,11 +211,7 @@ def main() -> None:
         result["goal_speedup_1000x"] = filtering["speedup"] >= 1000
     if rest:
         result["goal_p99_under_5ms"] = rest["rest_p99_ms"] < 5
-    line = json.dumps(result)
-    print(line)
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "decisions.json").write_text(line + "\n")
+    emit("decisions", result)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ import numpy as np
 import pyarrow as pa
 from fastapi.testclient import TestClient
 from pyroaring import BitMap
+from report import emit
 
 from govern.api import create_app
 from govern.catalog import parquet_source
@@ -56,7 +57,6 @@ from govern.unlearning.recipes import RecipeBody
 from govern.unlearning.strategies import plan_unlearning
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results" / "erasure.json"
 ROWS = 1_000_000
 SUBJECTS = 100_000
 RUNS = 1_000
@@ -345,10 +345,7 @@ def main() -> None:
         "ratio": b["speedup_job"],
         "total_s": round(time.perf_counter() - started, 1),
     }
-    line = json.dumps(result)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(line + "\n")
-    print(line)
+    emit("erasure", result)
 
 
 if __name__ == "__main__":

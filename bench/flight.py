@@ -39,11 +39,11 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.flight as flight
 from pyroaring import BitMap
+from report import emit
 
 ROWS = 5_000_000
 BATCH = 500_000
 REPEAT = 3
-RESULTS = Path(__file__).resolve().parent / "results" / "flight.json"
 # (c): purpose "training": the row filter and two masks, one a salted SHA-256 (the usual
 # pseudonymisation of an identifier). (c2): purpose "evaluation": the same filter with two cheap
 # masks, to show what the hash itself costs.
@@ -360,10 +360,7 @@ def main() -> None:
     if args.part in ("all", "lookup"):
         with tempfile.TemporaryDirectory() as tmp:
             result["subject_lookup"] = lookup_bench(Path(tmp), secret)
-    line = json.dumps(result)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(line + "\n")
-    print(line)
+    emit("flight", result)
 
 
 if __name__ == "__main__":

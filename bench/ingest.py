@@ -19,8 +19,6 @@ Usage: ``python bench/ingest.py [--rows N]``.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,12 +28,12 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from report import emit
 
 from govern.gateway import Gateway
 from govern.settings import load_settings
 from govern.store.migrate import upgrade
 
-RESULTS = Path(__file__).resolve().parent / "results" / "ingest.json"
 BATCH = 500_000
 _FIRST = np.array(["ana", "ben", "chloe", "dmitri", "elif", "farah", "goran", "hana"])
 _NOTES = np.array(
@@ -151,10 +149,7 @@ def main() -> None:
         },
         "ratio_govern_to_duckdb": round((rows / total) / (rows / copy_s), 4),
     }
-    line = json.dumps(out)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(line + "\n")
-    sys.stdout.write(line + "\n")
+    emit("ingest", out)
 
 
 if __name__ == "__main__":

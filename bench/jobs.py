@@ -13,7 +13,6 @@ One run, side by side, one JSON line on stdout (also bench/results/jobs.json).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -23,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from report import emit
+
 from govern.gateway import Gateway
 from govern.jobs import JobSpec
 from govern.jobs.ray_local import local_ray_cluster
@@ -30,7 +31,6 @@ from govern.settings import load_settings
 from govern.store.migrate import upgrade
 from govern.store.models import ErasureRequest
 
-RESULTS = Path(__file__).parent / "results" / "jobs.json"
 POLL = 0.05
 COMMAND = ("python", "-c", "pass")
 
@@ -139,10 +139,7 @@ def main() -> None:
             "overhead_s": round(g["median_s"] - d["median_s"], 4),
             "ratio": round(g["median_s"] / d["median_s"], 2),
         }
-    line = json.dumps(result)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(line + "\n")
-    print(line)
+    emit("jobs", result)
 
 
 if __name__ == "__main__":

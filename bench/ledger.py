@@ -37,6 +37,7 @@ from typing import Any
 
 import psycopg
 from pymerkle import BaseMerkleTree, InmemoryTree, SqliteTree
+from report import emit
 from sqlalchemy import select
 
 from govern.ledger.merkle import MemoryNodeStore, MerkleLog, leaf_hash, verify_inclusion
@@ -379,11 +380,7 @@ def main() -> None:
         name: result[name]["proofs_1m"]["govern"]["p99_ms"] < 1.0 for name in ("sqlite", "postgres")
     }
     result["seconds"] = time.perf_counter() - started
-    line = json.dumps(result)
-    print(line)
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "ledger.json").write_text(line + "\n")
+    emit("ledger", result)
 
 
 if __name__ == "__main__":

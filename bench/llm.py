@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from report import emit
 
 from govern.compliance.model.base import LanguageModel
 from govern.compliance.model.local import LocalModel, default_gguf_path
@@ -236,11 +237,7 @@ def main() -> None:
         "loadavg_1m_end": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(),
     }
-    line = json.dumps(result)
-    out = REPO / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "llm.json").write_text(line + "\n")
-    print(line)
+    emit("llm", result)
 
 
 if __name__ == "__main__":

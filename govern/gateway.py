@@ -165,7 +165,7 @@ class Gateway:
 
     @property
     def erasure(self) -> ErasureService:
-        return ErasureService(self.db, self.catalog, self.provenance)
+        return ErasureService(self.db, self.catalog)
 
     def excluded_rows(self, info: DatasetInfo) -> frozenset[int]:
         """Row ids of this version never to be served again (erasure requests), read from the

@@ -24,9 +24,7 @@ from govern.errors import BadRequest, NotFound
 from govern.jobs.rollup import roll_up
 from govern.jobs.service import JobInfo, jobs_by_request
 from govern.policy import rowfilter
-from govern.provenance import SubjectLookup
 from govern.provenance.bitmaps import from_bytes, to_bytes
-from govern.provenance.store import ProvenanceStore
 from govern.store.db import Database
 from govern.store.models import ErasureExclusion, ErasureRequest
 
@@ -55,10 +53,9 @@ def request_id(subject_id: str, datasets: Sequence[str] | None) -> str:
 
 
 class ErasureService:
-    def __init__(self, db: Database, catalog: Catalog, provenance: ProvenanceStore) -> None:
+    def __init__(self, db: Database, catalog: Catalog) -> None:
         self.db = db
         self.catalog = catalog
-        self.provenance = provenance
 
     def request(
         self, subject_id: str, datasets: Sequence[str] | None, legal_basis: str, by: str
@@ -75,15 +72,11 @@ class ErasureService:
             for name in (names or [d.name for d in self.catalog.all()])
             for v in self.catalog.versions(name)
         ]
-        lookup = SubjectLookup(self.provenance)
-        try:
-            found = [
-                (info.version_id, ids)
-                for info in infos
-                if (ids := lookup.subject_rows(str(info.path), info.subject_column, subject_id))
-            ]
-        finally:
-            lookup.close()
+        found = [
+            (info.version_id, ids)
+            for info in infos
+            if (ids := _subject_rows(info, [(rid, subject_id)]).get(rid))
+        ]
         total = sum(len(ids) for _, ids in found)
         # Nothing to exclude and no jobs to run: the request is complete as soon as it is made.
         state = "excluded" if total else "completed"

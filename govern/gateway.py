@@ -467,17 +467,18 @@ class Gateway:
         try:
             verdicts = self.compliance.open_verdicts(plan.dataset, plan.purpose)
         except GovernError as exc:
-            reason = f"compliance verdicts unavailable: {exc.message}"
-            return replace(plan, decision="deny", row_filter=None, columns={}, reasons=(reason,))
+            return plan.overruled([f"compliance verdicts unavailable: {exc.message}"])
         if not verdicts:
             return plan
         bad = [v for v in verdicts if v.verdict == "non_compliant"]
         if bad and plan.allowed:
-            reasons = tuple(
-                f"compliance: {v.rule} is non_compliant (assessment {v.assessment_id}): {v.reason}"
-                for v in bad
+            return plan.overruled(
+                [
+                    f"compliance: {v.rule} is non_compliant (assessment {v.assessment_id}): "
+                    f"{v.reason}"
+                    for v in bad
+                ]
             )
-            return replace(plan, decision="deny", row_filter=None, columns={}, reasons=reasons)
         reviews = tuple(
             f"compliance review: {v.rule} ({v.review_id or v.assessment_id})"
             for v in verdicts

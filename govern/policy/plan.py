@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from govern.policy import rowfilter
@@ -66,6 +66,11 @@ class Plan:
             policy_version=policy_version,
             reasons=(reason,),
         )
+
+    def overruled(self, reasons: Sequence[str]) -> Plan:
+        """The same request denied after all (e.g. by a compliance verdict), for ``reasons``:
+        no rows and no columns."""
+        return replace(self, decision="deny", row_filter=None, columns={}, reasons=tuple(reasons))
 
     def with_log_index(self, index: int) -> Plan:
         return Plan(**{**self.__dict__, "log_index": index})

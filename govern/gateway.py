@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from govern.auth import Action, Caller, PrincipalService, TokenService, is_allowed
 from govern.catalog import Catalog, DatasetInfo
 from govern.compliance import ComplianceService, open_compliance
@@ -468,6 +470,9 @@ class Gateway:
             verdicts = self.compliance.open_verdicts(plan.dataset, plan.purpose)
         except GovernError as exc:
             return plan.overruled([f"compliance verdicts unavailable: {exc.message}"])
+        except SQLAlchemyError:
+            # Not only a lost connection (StoreUnavailable): any failure to read them denies.
+            return plan.overruled(["compliance verdicts unavailable: the store could not be read"])
         if not verdicts:
             return plan
         bad = [v for v in verdicts if v.verdict == "non_compliant"]

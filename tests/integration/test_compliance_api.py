@@ -240,3 +240,15 @@ def test_another_replicas_verdicts_reach_decisions_within_the_refresh_interval(
         wait_for(lambda: not other.decide(caller, req).allowed, timeout=10)
     finally:
         other.close()
+
+
+def test_verdicts_that_cannot_be_read_deny_the_plan(demo: Gateway, client: TestClient) -> None:
+    assert decide(client, demo)["decision"] == "allow"
+    # The verdict table is lost (the refresh interval is waived): fail closed, with the reason.
+    with demo.db.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE reviews")
+    demo.compliance.invalidate()
+    plan = decide(client, demo)
+    assert plan["decision"] == "deny"
+    assert plan["row_filter"] is None and plan["columns"] == {}
+    assert any(r.startswith("compliance verdicts unavailable") for r in plan["reasons"])

@@ -40,6 +40,7 @@ USER govern
 WORKDIR /var/lib/govern
 EXPOSE 8000 8815
 HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8000/healthz'); sys.exit(0)"
-# Production needs GOVERN_SIGNING_SECRET (and usually GOVERN_DATABASE_URL and
-# GOVERN_CHAIN_RPC_URL with a funded key); serve migrates first.
+# Production needs GOVERN_SIGNING_SECRET and GOVERN_COMMITMENT_KEY, the same on every replica
+# (and usually GOVERN_DATABASE_URL and GOVERN_CHAIN_RPC_URL with a funded key); serve
+# migrates first.
 CMD ["govern", "serve", "--host", "0.0.0.0", "--port", "8000", "--flight-port", "8815"]

@@ -50,6 +50,8 @@ run: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	# Data flows one way and no package cycles ([tool.importlinter] in pyproject.toml).
+	$(BIN)/lint-imports --no-cache
 
 typecheck: install
 	$(BIN)/mypy govern connectors/govern_connect

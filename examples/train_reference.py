@@ -385,7 +385,8 @@ def _demo_gateway(stack: ExitStack) -> tuple[str, str, str]:
     while not server.started:
         thread.join(0.05)
     port = server.servers[0].sockets[0].getsockname()[1]
-    token = gateway.tokens.issue("demo-trainer", "trainer")
+    # Issued as `govern token create` would: logged as the local operator.
+    token = gateway.commands.issue_token("demo-trainer", "trainer", settings.cli_actor).token
     return flight.location, token, f"http://127.0.0.1:{port}"
 
 

@@ -6,6 +6,7 @@ one handler that turns a ``GovernError`` into their own shape; nothing else form
 
     GovernError                  HTTP  Flight
     ├── ConfigError              500   internal          settings are unusable
+    ├── UnloggedWrite            500   internal          a store write outside the command path
     ├── ValidationError          422   invalid_argument  well-formed but wrong input
     │   ├── PolicyInvalid                                a policy set that cannot load
     │   ├── PolicyCompileError                           a model not compilable exactly
@@ -52,6 +53,7 @@ __all__ = [
     "PromptTooLong",
     "StoreUnavailable",
     "Unavailable",
+    "UnloggedWrite",
     "ValidationError",
     "VersionNotFound",
 ]
@@ -77,6 +79,13 @@ class GovernError(Exception):
 
 class ConfigError(GovernError):
     code = "config_error"
+
+
+class UnloggedWrite(GovernError):
+    """A write that reached the store outside the command path: a bug, refused so that no
+    change can go unlogged (invariant 7)."""
+
+    code = "unlogged_write"
 
 
 class ValidationError(GovernError):

@@ -7,6 +7,7 @@ Every field is documented in ``docs/configuration.md``; a test keeps the two in 
 
 from __future__ import annotations
 
+import getpass
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -44,6 +45,17 @@ class Settings(BaseSettings):
     )
     signing_secret: SecretStr | None = Field(
         None, description="HMAC key for bearer tokens (at least 32 bytes)."
+    )
+    commitment_key: SecretStr | None = Field(
+        None,
+        description="HMAC key for data-subject commitments in the access log (at least 32 "
+        "bytes; replicas share it); generated under home in development.",
+    )
+    cli_actor: str = Field(
+        default_factory=lambda: "cli:" + getpass.getuser(),
+        min_length=1,
+        max_length=200,
+        description="Who the access log names for changes made with the govern CLI.",
     )
     token_ttl_seconds: int = Field(12 * 3600, gt=0, description="Lifetime of issued tokens.")
     host: str = Field("127.0.0.1", description="REST bind address.")
@@ -297,12 +309,16 @@ class Settings(BaseSettings):
     def _refuse_weak_secret_in_production(self) -> Settings:
         if self.mode != "production":
             return self
-        secret = self.signing_secret.get_secret_value() if self.signing_secret else ""
-        if secret.strip().lower() in _PLACEHOLDER_SECRETS or len(secret) < _MIN_SECRET_BYTES:
-            raise ValueError(
-                "production mode needs GOVERN_SIGNING_SECRET: at least "
-                f"{_MIN_SECRET_BYTES} characters and not a placeholder"
-            )
+        for name, value in (
+            ("GOVERN_SIGNING_SECRET", self.signing_secret),
+            ("GOVERN_COMMITMENT_KEY", self.commitment_key),
+        ):
+            secret = value.get_secret_value() if value else ""
+            if secret.strip().lower() in _PLACEHOLDER_SECRETS or len(secret) < _MIN_SECRET_BYTES:
+                raise ValueError(
+                    f"production mode needs {name}: at least "
+                    f"{_MIN_SECRET_BYTES} characters and not a placeholder"
+                )
         return self
 
     @property
@@ -350,11 +366,20 @@ class Settings(BaseSettings):
     @cached_property
     def token_secret(self) -> bytes:
         """The token signing key; generated once under home in development mode."""
-        if self.signing_secret is not None:
-            return self.signing_secret.get_secret_value().encode()
+        return self._secret(self.signing_secret, "token.key")
+
+    @cached_property
+    def commitment_key_bytes(self) -> bytes:
+        """The key of data-subject commitments; generated once under home in development
+        mode. It never enters the access log."""
+        return self._secret(self.commitment_key, "commitment.key")
+
+    def _secret(self, configured: SecretStr | None, filename: str) -> bytes:
+        if configured is not None:
+            return configured.get_secret_value().encode()
         if self.mode == "production":  # unreachable after validation; kept as a guard
-            raise ConfigError("no signing secret in production mode")
-        path = self.keys_dir / "token.key"
+            raise ConfigError(f"no {filename} secret in production mode")
+        path = self.keys_dir / filename
         if not path.exists():
             self.keys_dir.mkdir(parents=True, exist_ok=True)
             path.write_text(secrets.token_urlsafe(48))

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from govern.api import create_app
 from govern.gateway import Gateway
 from govern.settings import Settings, load_settings
+from govern.store import Database
 from govern.store.migrate import upgrade
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -112,10 +113,20 @@ def token_for(gateway: Gateway) -> TokenFactory:
     """token_for("alice", "steward", region="eu") creates the principal and returns a token."""
 
     def make(pid: str, role: str, **attributes: object) -> str:
-        gateway.principals.upsert(pid, [role], attributes)
-        return gateway.tokens.issue(pid, role)
+        gateway.commands.put_principal(pid, [role], attributes, TEST_ACTOR)
+        return gateway.commands.issue_token(pid, role, TEST_ACTOR).token
 
     return make
+
+
+# The actor tests name when they change things through the command layer.
+TEST_ACTOR = "test"
+
+
+def raw_store(gateway: Gateway) -> Database:
+    """An unguarded handle on a gateway's store, for a test that must plant state no command
+    makes (a row as an older release left it, a tampered leaf). Dispose of it after use."""
+    return Database(gateway.settings.resolved_database_url)
 
 
 def auth(token: str) -> dict[str, str]:

@@ -47,9 +47,7 @@ def create_app(gateway: Gateway, *, close_on_shutdown: bool = True) -> FastAPI:
     )
     app.state.gateway = gateway
     app.state.metrics = ApiMetrics()
-    app.state.metrics.registry.register(
-        AnchorCollector(lambda: gateway.anchorer.status() if gateway.anchorer else None)
-    )
+    app.state.metrics.registry.register(AnchorCollector(gateway.queries.anchor_status))
     install_error_handlers(app)
     for module in (health, datasets, decisions, erasure, ledger, policies, principals, runs):
         app.include_router(module.router)

@@ -35,7 +35,7 @@ async def get_caller(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthError("a bearer token is required", details={"reason": "missing"})
     # The store lookup blocks, so it runs in the thread pool, in one hop.
-    return await run_in_threadpool(gateway.tokens.verify, credentials.credentials)
+    return await run_in_threadpool(gateway.decider.authenticate, credentials.credentials)
 
 
 CurrentCaller = Annotated[Caller, Depends(get_caller)]

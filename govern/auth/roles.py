@@ -22,7 +22,10 @@ class Action(StrEnum):
     PRINCIPALS_READ = "principals.read"
     PRINCIPALS_WRITE = "principals.write"
     TOKENS_WRITE = "tokens.write"
+    # Checkpoints, the verifier key, proofs and the caller's own entries.
     LEDGER_READ = "ledger.read"
+    # Every principal's entries, and the whole log at once (the bundle).
+    LEDGER_READ_ALL = "ledger.read_all"
     # Any run's provenance, and which runs read a subject's rows; a principal always sees its own.
     RUNS_READ = "runs.read"
     # Register or replace the recipe of any run; a principal always may for its own runs.
@@ -52,6 +55,7 @@ _GRANTS: dict[Action, frozenset[str]] = {
     Action.PRINCIPALS_WRITE: frozenset({"admin"}),
     Action.TOKENS_WRITE: frozenset({"admin"}),
     Action.LEDGER_READ: _EVERYONE,
+    Action.LEDGER_READ_ALL: frozenset({"admin", "auditor", "compliance"}),
     Action.RUNS_READ: frozenset({"admin", "steward", "auditor", "compliance"}),
     Action.RECIPES_ANY: frozenset({"admin"}),
     Action.ERASURE_WRITE: frozenset({"admin", "compliance"}),

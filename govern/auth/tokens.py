@@ -9,19 +9,30 @@ Any failure is an AuthError (401); nothing about a bad token is trusted.
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import jwt
+from sqlalchemy import select
 
 from govern.auth.principals import Caller, PrincipalService, record_of, validate_principal_id
 from govern.errors import AuthError, PrincipalNotFound, ValidationError
 from govern.store.db import Database
 from govern.store.models import Principal, Token
 
-__all__ = ["TokenService"]
+__all__ = ["IssuedToken", "TokenService"]
 
 _ISSUER = "govern"
 _ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str  # the bearer token itself: shown once, never stored
+    jti: str
+    subject: str
+    role: str
+    expires_at: datetime
 
 
 class TokenService:
@@ -31,7 +42,7 @@ class TokenService:
         self.ttl = timedelta(seconds=ttl_seconds)
         self.principals = PrincipalService(db)
 
-    def issue(self, subject: str, role: str, ttl_seconds: int | None = None) -> str:
+    def issue(self, subject: str, role: str, ttl_seconds: int | None = None) -> IssuedToken:
         validate_principal_id(subject)
         now = datetime.now(UTC)
         expires = now + (timedelta(seconds=ttl_seconds) if ttl_seconds else self.ttl)
@@ -58,24 +69,44 @@ class TokenService:
             "iat": int(now.timestamp()),
             "exp": int(expires.timestamp()),
         }
-        return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
+        token = jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
+        return IssuedToken(token, jti, subject, role, expires)
 
-    def revoke(self, jti: str) -> None:
+    def revoke(self, jti: str) -> str:
+        """Revoke a token; returns its principal's id."""
         with self.db.session() as s:
             row = s.get(Token, jti)
             if row is None:
                 raise ValidationError("no such token", details={"jti": jti[:64]})
             row.revoked_at = datetime.now(UTC)
+            return row.principal_id
 
-    def revoke_all(self, subject: str) -> int:
+    def revoke_if_live(self, jti: str) -> bool:
+        """Revoke a token that exists and is not revoked yet; True if it was."""
+        with self.db.session() as s:
+            row = s.get(Token, jti)
+            if row is None or row.revoked_at is not None:
+                return False
+            row.revoked_at = datetime.now(UTC)
+            return True
+
+    def subject_of(self, jti: str) -> str:
+        with self.db.session() as s:
+            row = s.get(Token, jti)
+            if row is None:
+                raise ValidationError("no such token", details={"jti": jti[:64]})
+            return row.principal_id
+
+    def revoke_all(self, subject: str) -> list[str]:
+        """Revoke every live token of a principal; returns their ids."""
         now = datetime.now(UTC)
         with self.db.session() as s:
-            rows = s.query(Token).filter(Token.principal_id == subject, Token.revoked_at.is_(None))
-            count = 0
+            rows = s.scalars(
+                select(Token).where(Token.principal_id == subject, Token.revoked_at.is_(None))
+            ).all()
             for row in rows:
                 row.revoked_at = now
-                count += 1
-            return count
+            return [row.jti for row in rows]
 
     def verify(self, token: str) -> Caller:
         # 1-2. signature, issuer, expiry (PyJWT checks exp when present; we require it).

@@ -2,12 +2,17 @@
 
 A version is a Parquet file under ``GOVERN_HOME/datasets/<name>/`` written once and never
 changed, with a ``_row_id`` column (0..n-1) added on the way in: (version, row id) is the stable
-key that provenance and erasure use. The file is written and fsynced before the catalog row
-commits, and removed if the commit fails, so no half-registered version is ever visible.
+key that provenance and erasure use. Registering has two steps: ``stage_version`` writes and
+fsyncs the file under a temporary name and runs the admission checks, touching no row;
+``commit_version``, inside the caller's transaction (the command that logs the version),
+stores the rows and renames the file into place. If that transaction fails the file goes back
+to its temporary name, and ``Staged.discard`` removes it: no half-registered version is ever
+visible.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -34,6 +39,8 @@ __all__ = [
     "Catalog",
     "ColumnInfo",
     "DatasetInfo",
+    "Source",
+    "Staged",
     "StagedVersion",
     "TagInfo",
     "TagProposal",
@@ -94,6 +101,27 @@ class Admission:
     on_commit: Callable[[Session, int, int], None] | None = dataclass_field(
         default=None, repr=False
     )
+
+
+@dataclass
+class Staged:
+    """A version written and checked under a temporary name, ready for ``commit_version``."""
+
+    name: str
+    tmp: Path
+    rows: int
+    sha256: str
+    subject_column: str
+    description: str
+    schema: pa.Schema
+    tags: Mapping[str, Sequence[str]]
+    admission: Admission
+
+    def discard(self) -> None:
+        """Remove the temporary file (a no-op once the version is committed), and the
+        dataset's folder if this left it empty (a dataset that never got a version)."""
+        self.tmp.unlink(missing_ok=True)
+        _remove_if_empty(self.tmp.parent)
 
 
 @dataclass(frozen=True)
@@ -203,7 +231,7 @@ class Catalog:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def register_version(
+    def stage_version(
         self,
         name: str,
         source: Source,
@@ -213,9 +241,10 @@ class Catalog:
         tags: Mapping[str, Sequence[str]] | None = None,
         state: str = "active",
         admit: Callable[[StagedVersion], Admission] | None = None,
-    ) -> DatasetInfo:
-        """Write ``source`` as the next version. ``admit`` inspects the complete staged file
-        before anything is committed (quality suite, tag detection) and decides its state."""
+    ) -> Staged:
+        """Write ``source`` in full to a temporary file of the dataset's folder. ``admit``
+        inspects the staged file (quality suite, tag detection) and decides its state. Nothing
+        is stored; call ``commit_version``, then ``Staged.discard`` either way."""
         validate_dataset_name(name)
         batches, schema = _open(source)
         for field in schema:
@@ -239,24 +268,21 @@ class Catalog:
             admission = Admission(state=state)
             if admit is not None:
                 admission = admit(StagedVersion(name, tmp, rows, target, subject_column))
-            return self._commit(
-                name, tmp, rows, digest, subject_column, description, target, tags or {}, admission
-            )
-        finally:
+        except BaseException:
             tmp.unlink(missing_ok=True)
+            _remove_if_empty(folder)
+            raise
+        return Staged(
+            name, tmp, rows, digest, subject_column, description, target, tags or {}, admission
+        )
 
-    def _commit(
-        self,
-        name: str,
-        tmp: Path,
-        rows: int,
-        digest: str,
-        subject_column: str,
-        description: str,
-        schema: pa.Schema,
-        tags: Mapping[str, Sequence[str]],
-        admission: Admission,
+    def commit_version(
+        self, staged: Staged, *, on_rollback: Callable[[Callable[[], object]], None]
     ) -> DatasetInfo:
+        """Store a staged version as the dataset's next one and rename its file into place.
+        Runs inside the caller's transaction; ``on_rollback`` receives the step that moves the
+        file back should that transaction fail."""
+        name, tmp = staged.name, staged.tmp
         final: Path | None = None
         try:
             with self.db.session() as s:
@@ -264,20 +290,20 @@ class Catalog:
                 if ds is None:
                     ds = Dataset(
                         name=name,
-                        subject_column=subject_column,
-                        description=description,
+                        subject_column=staged.subject_column,
+                        description=staged.description,
                         mask_salt=secrets.token_hex(16),
                     )
                     s.add(ds)
                     s.flush()
-                elif ds.subject_column != subject_column:
+                elif ds.subject_column != staged.subject_column:
                     raise Conflict(
                         f"dataset {name!r} keys subjects on {ds.subject_column!r}; a new version "
                         "must keep the same subject column",
                         details={"subject_column": ds.subject_column},
                     )
-                if description:
-                    ds.description = description
+                if staged.description:
+                    ds.description = staged.description
                 number = (
                     s.scalar(
                         select(func.max(DatasetVersion.version)).where(
@@ -287,18 +313,22 @@ class Catalog:
                     or 0
                 ) + 1
                 final = tmp.with_name(f"v{number}.parquet")
+                if final.exists():
+                    # Left by a version whose transaction failed after the rename (a crash):
+                    # no row names it, so it is not data anyone was served.
+                    final.unlink()
                 version = DatasetVersion(
                     dataset_id=ds.id,
                     version=number,
                     path=str(final.resolve()),
-                    row_count=rows,
+                    row_count=staged.rows,
                     size_bytes=tmp.stat().st_size,
-                    sha256=digest,
-                    state=admission.state,
+                    sha256=staged.sha256,
+                    state=staged.admission.state,
                 )
                 s.add(version)
                 s.flush()
-                for pos, field in enumerate(schema):
+                for pos, field in enumerate(staged.schema):
                     s.add(
                         DatasetColumn(
                             version_id=version.id,
@@ -311,14 +341,14 @@ class Catalog:
                     (t.column_name, t.tag)
                     for t in s.scalars(select(ColumnTag).where(ColumnTag.dataset_id == ds.id))
                 }
-                for column, column_tags in tags.items():
+                for column, column_tags in staged.tags.items():
                     for tag in column_tags:
                         if (column, tag) not in existing:
                             s.add(ColumnTag(dataset_id=ds.id, column_name=column, tag=tag))
                             existing.add((column, tag))
                 # A proposal never overrides a steward: a tag already there (or removed by a
                 # steward, kept as rejected) is left as it is.
-                for p in admission.proposals:
+                for p in staged.admission.proposals:
                     if (p.column, validate_tag(p.tag)) not in existing:
                         s.add(
                             ColumnTag(
@@ -333,22 +363,17 @@ class Catalog:
                         )
                         existing.add((p.column, p.tag))
                 s.flush()
-                if admission.on_commit is not None:
-                    admission.on_commit(s, ds.id, version.id)
+                if staged.admission.on_commit is not None:
+                    staged.admission.on_commit(s, ds.id, version.id)
                     s.flush()
-                # Rename inside the transaction: if the commit fails the file is removed below.
                 os.replace(tmp, final)
+                moved = final
+                on_rollback(lambda: os.replace(moved, tmp))
             return self.get(name, number)
         except IntegrityError as exc:
-            if final is not None:
-                final.unlink(missing_ok=True)
             raise Conflict(
                 f"dataset {name!r} was changed concurrently; retry", details={"dataset": name}
             ) from exc
-        except BaseException:
-            if final is not None:
-                final.unlink(missing_ok=True)
-            raise
 
     def set_tags(self, name: str, column: str, tags: Sequence[str]) -> DatasetInfo:
         """A steward's word on a column's tags: the listed ones are confirmed, the rest go.
@@ -406,6 +431,11 @@ class Catalog:
         if not versions:
             raise VersionNotFound(f"dataset {name!r} has no version", details={"dataset": name})
         return versions[-1]
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not empty: another version or upload is there
+        folder.rmdir()
 
 
 def _open(source: Source) -> tuple[Iterable[pa.RecordBatch], pa.Schema]:

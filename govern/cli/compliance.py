@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from govern.compliance import ModelHolder, open_assessor
 from govern.errors import BadRequest, ModelUnavailable
 from govern.gateway import Gateway
 from govern.settings import load_settings
@@ -41,9 +42,8 @@ def _parse_facts(items: list[str] | None) -> dict[str, Any]:
     return facts
 
 
-def _wait_for_model(gateway: Gateway, timeout: float) -> None:
+def _wait_for_model(holder: ModelHolder | None, timeout: float) -> None:
     """A one-off command waits for the model (a server would answer needs_review meanwhile)."""
-    holder = gateway.compliance.models
     if holder is None:
         return
     try:
@@ -67,7 +67,7 @@ def rules() -> None:
     gateway = _open()
     table = Table("id", "law", "article", "title", "facts")
     table.columns[0].no_wrap = True
-    for r in gateway.compliance.rules():
+    for r in gateway.queries.rules():
         table.add_row(r.id, r.law, r.article, r.title, ", ".join(r.facts))
     out.print(table)
     gateway.close()
@@ -97,9 +97,12 @@ def check(
     gateway = _open()
     try:
         if description and description.strip():
-            _wait_for_model(gateway, model_timeout)  # only a description needs the model
+            # Only a description needs the model.
+            _wait_for_model(gateway.queries.language_model(), model_timeout)
         with err.status("assessing ..."):
-            info = gateway.compliance.assess(dataset, purpose, rule or None, facts, "cli")
+            info = gateway.commands.assess(
+                dataset, purpose, rule or None, facts, gateway.settings.cli_actor
+            )
         table = Table("rule", "verdict", "confidence", "rationale", show_lines=True)
         table.columns[0].no_wrap = table.columns[1].no_wrap = True
         for v in info.verdicts:
@@ -135,48 +138,45 @@ def calibrate(
     from govern.compliance.embed_facts import calibrate_embeddings, open_embedding_facts
 
     s = load_settings()
-    gateway = Gateway.open(s)
-    try:
-        service = gateway.compliance
-        _wait_for_model(gateway, model_timeout)
-        assessor = service.assessor
-        case_list = load_cases(cases or default_cases_dir(), service.library)
-        target = output or s.compliance_calibration_file or rules_dir(s) / "calibration.json"
-        with Progress(
-            TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=err,
-        ) as bar:  # fmt: skip
-            task = bar.add_task("scoring", total=None)
-            result = run_calibration(
-                assessor,
+    # Calibration reads labelled cases and writes a file; it needs the assessor, not a gateway.
+    assessor, holder = open_assessor(s)
+    _wait_for_model(holder, model_timeout)
+    library = assessor.library
+    case_list = load_cases(cases or default_cases_dir(), library)
+    target = output or s.compliance_calibration_file or rules_dir(s) / "calibration.json"
+    with Progress(
+        TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("scoring", total=None)
+        result = run_calibration(
+            assessor,
+            case_list,
+            assessor.model_name(),
+            previous=assessor.calibration,
+            progress=lambda i, n: bar.update(task, completed=i, total=n),
+            score_cache=s.home / "compliance" / "calibration-scores.json",
+        )
+    calibration = result.calibration
+    report = result.summary()
+    embedding = open_embedding_facts(rules_dir(s), calibration)
+    if embedding is not None:
+        # The embedding extractor is fitted on the same split, beside the model's entries.
+        try:
+            emb = calibrate_embeddings(
+                embedding,
                 case_list,
-                assessor.model_name(),
-                previous=assessor.calibration,
-                progress=lambda i, n: bar.update(task, completed=i, total=n),
-                score_cache=s.home / "compliance" / "calibration-scores.json",
+                lambda c: [f for r in library.select(list(c.expect)) for f in r.facts],
+                previous=calibration,
+                max_chars=s.compliance_max_description_chars,
             )
-        calibration = result.calibration
-        report = result.summary()
-        embedding = open_embedding_facts(rules_dir(s), calibration)
-        if embedding is not None:
-            # The embedding extractor is fitted on the same split, beside the model's entries.
-            try:
-                emb = calibrate_embeddings(
-                    embedding,
-                    case_list,
-                    lambda c: [f for r in service.library.select(list(c.expect)) for f in r.facts],
-                    previous=calibration,
-                    max_chars=s.compliance_max_description_chars,
-                )
-                calibration = emb.calibration
-                report = {"model": report, "embeddings": emb.summary()}
-            except ModelUnavailable as exc:
-                err.print(f"embeddings not calibrated: {exc.message}", highlight=False)
-        calibration.save(target)
-        out.print_json(data=report)
-        err.print(f"wrote {target}", highlight=False)
-    finally:
-        gateway.close()
+            calibration = emb.calibration
+            report = {"model": report, "embeddings": emb.summary()}
+        except ModelUnavailable as exc:
+            err.print(f"embeddings not calibrated: {exc.message}", highlight=False)
+    calibration.save(target)
+    out.print_json(data=report)
+    err.print(f"wrote {target}", highlight=False)
 
 
 @review_app.command("list")
@@ -187,7 +187,7 @@ def review_list(
     gateway = _open()
     table = Table("id", "rule", "dataset", "purpose", "state", "verdict", "rationale")
     table.columns[0].no_wrap = table.columns[1].no_wrap = True
-    for r in gateway.compliance.reviews(None if all_ else "open"):
+    for r in gateway.queries.reviews(None if all_ else "open"):
         table.add_row(
             r.id, r.rule, r.dataset or "-", r.purpose or "-", r.state, r.verdict or "-",
             r.rationale[:120],
@@ -201,12 +201,16 @@ def review_decide(
     rid: Annotated[str, typer.Argument(help="Review id.")],
     verdict: Annotated[str, typer.Option(help="compliant or non_compliant.")],
     note: Annotated[str, typer.Option(help="Why; kept in the access log.")] = "",
-    reviewer: Annotated[str, typer.Option(help="Who decides (recorded).")] = "cli",
+    reviewer: Annotated[
+        str | None, typer.Option(help="Who decides (recorded); default the CLI's actor.")
+    ] = None,
 ) -> None:
     """Decide an open review; the verdict then governs decisions for its dataset and purpose."""
     gateway = _open()
     try:
-        info = gateway.compliance.decide(rid, verdict, note, reviewer)
+        info = gateway.commands.decide_review(
+            rid, verdict, note, reviewer or gateway.settings.cli_actor
+        )
         out.print(f"{info.id}: {info.rule} decided {info.verdict} (log entry {info.log_index})",
                   highlight=False)  # fmt: skip
     finally:

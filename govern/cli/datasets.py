@@ -32,11 +32,14 @@ dataset_app.add_typer(suite_app, name="suite")
 
 out = Console()
 err = Console(stderr=True)
-_ACTOR = "cli"
 
 
 def _open() -> Gateway:
     return Gateway.open(load_settings())
+
+
+def _actor(gateway: Gateway) -> str:
+    return gateway.settings.cli_actor
 
 
 @dataset_app.command("list")
@@ -44,7 +47,7 @@ def dataset_list() -> None:
     """List datasets with their newest active version."""
     gateway = _open()
     table = Table("name", "version", "rows", "subject column", "columns")
-    for d in gateway.catalog.all():
+    for d in gateway.queries.datasets():
         table.add_row(
             d.name, str(d.version), str(d.row_count), d.subject_column, str(len(d.columns))
         )
@@ -56,7 +59,7 @@ def dataset_list() -> None:
 def dataset_show(name: Annotated[str, typer.Argument(help="Dataset name.")]) -> None:
     """Show a dataset's columns, types and tags (* marks unconfirmed proposals)."""
     gateway = _open()
-    d = gateway.catalog.get(name)
+    d = gateway.queries.dataset(name)
     out.print(f"{d.name} v{d.version}: {d.row_count} rows, subject column {d.subject_column}")
     table = Table("column", "type", "tags")
     for c in d.columns:
@@ -74,10 +77,10 @@ def dataset_versions(name: Annotated[str, typer.Argument(help="Dataset name.")])
     """Every version of a dataset with its state and quality verdict."""
     gateway = _open()
     table = Table("version", "state", "rows", "quality", "failed expectations")
-    for v in gateway.catalog.versions(name):
+    for v in gateway.queries.versions(name):
         verdict, failed = "-", ""
         try:
-            r = gateway.quality.result(name, v.version)
+            r = gateway.queries.quality_result(name, v.version)
             verdict = "pass" if r.success else "fail"
             if r.accepted_by:
                 verdict += f" (accepted by {r.accepted_by})"
@@ -123,11 +126,11 @@ def dataset_add(
                 tasks[stage] = bar.add_task(labels.get(stage, stage), total=max(total, 1))
             bar.update(tasks[stage], completed=done, total=max(total, 1))
 
-        result = gateway.ingest(
+        result = gateway.commands.ingest(
             name,
             file,
             subject_column,
-            _ACTOR,
+            _actor(gateway),
             filename=file.name,
             description=description,
             unique_columns=unique or [],
@@ -162,7 +165,7 @@ def dataset_accept(
 ) -> None:
     """Serve a version that failed its quality suite (logged)."""
     gateway = _open()
-    info = gateway.accept_version(name, version, _ACTOR)
+    info = gateway.commands.accept_version(name, version, _actor(gateway))
     err.print(f"{info.name} v{info.version} is {info.state}")
     gateway.close()
 
@@ -171,7 +174,7 @@ def dataset_accept(
 def tags_show(name: Annotated[str, typer.Argument(help="Dataset name.")]) -> None:
     """Each column's tags with their source, detector, score and whether confirmed."""
     gateway = _open()
-    info = gateway.catalog.versions(name)[-1]
+    info = gateway.queries.versions(name)[-1]
     table = Table("column", "tag", "source", "detector", "score", "confirmed")
     for c in info.columns:
         for t in c.tag_details:
@@ -197,7 +200,7 @@ def tags_set(
 ) -> None:
     """Set a column's tags exactly (confirms the listed ones, removes the rest)."""
     gateway = _open()
-    info = gateway.set_tags(name, column, tags or [], _ACTOR)
+    info = gateway.commands.set_tags(name, column, tags or [], _actor(gateway))
     err.print(f"{name}.{column}: {', '.join(info.column(column).tags) or '(no tags)'}")
     gateway.close()
 
@@ -211,13 +214,13 @@ def tags_confirm(
 ) -> None:
     """Confirm the detector's proposals as they are (all columns, or those named)."""
     gateway = _open()
-    info = gateway.catalog.versions(name)[-1]
+    info = gateway.queries.versions(name)[-1]
     confirmed = 0
     for c in info.columns:
         if column and c.name not in column:
             continue
         if any(not t.confirmed for t in c.tag_details):
-            gateway.set_tags(name, c.name, list(c.tags), _ACTOR)
+            gateway.commands.set_tags(name, c.name, list(c.tags), _actor(gateway))
             confirmed += sum(not t.confirmed for t in c.tag_details)
     err.print(f"confirmed {confirmed} proposed tag(s)")
     gateway.close()
@@ -227,7 +230,7 @@ def tags_confirm(
 def suite_show(name: Annotated[str, typer.Argument(help="Dataset name.")]) -> None:
     """Print the dataset's suite as JSON."""
     gateway = _open()
-    s = gateway.quality.get_suite(name)
+    s = gateway.queries.suite(name)
     typer.echo(json.dumps({"expectations": s.suite["expectations"]}, indent=2))
     gateway.close()
 
@@ -244,6 +247,6 @@ def suite_set(
     except json.JSONDecodeError as exc:
         raise BadRequest(f"the suite is not JSON: {exc}") from exc
     gateway = _open()
-    s = gateway.put_suite(name, doc, _ACTOR)
+    s = gateway.commands.put_suite(name, doc, _actor(gateway))
     err.print(f"{name}: suite of {len(s.suite['expectations'])} expectations")
     gateway.close()

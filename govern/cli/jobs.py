@@ -10,7 +10,6 @@ from rich.table import Table
 
 from govern.gateway import Gateway
 from govern.jobs import JobInfo
-from govern.jobs.local import LocalBackend
 from govern.settings import load_settings
 
 __all__ = ["jobs_app", "jobs_table"]
@@ -18,7 +17,6 @@ __all__ = ["jobs_app", "jobs_table"]
 jobs_app = typer.Typer(help="Retrain and unlearn jobs of erasure requests.", no_args_is_help=True)
 
 out = Console()
-_ACTOR = "cli"
 
 
 def _open() -> Gateway:
@@ -50,7 +48,7 @@ def jobs_list(
     """Jobs, newest first (or those of one erasure request)."""
     gateway = _open()
     try:
-        jobs = gateway.jobs.for_request(request) if request else gateway.jobs.all()
+        jobs = gateway.queries.jobs(request)
         out.print(jobs_table(jobs))
     finally:
         gateway.close()
@@ -61,15 +59,15 @@ def jobs_show(job_id: Annotated[str, typer.Argument(help="Job id.")]) -> None:
     """One job: its state, attempts, command and, for local jobs, the end of its output."""
     gateway = _open()
     try:
-        job = gateway.jobs.get(job_id)
+        job = gateway.queries.job(job_id)
         for key, value in job.to_json().items():
             out.print(f"{key}: {value if value is not None else '-'}", highlight=False)
         out.print(f"principal_id: {job.principal_id}", highlight=False)
         out.print(f"command: {' '.join(job.spec.argv)}", highlight=False)
         resources = f"gpus={job.spec.gpus} cpus={job.spec.cpus} memory_mb={job.spec.memory_mb}"
         out.print(f"resources: {resources}", highlight=False)
-        if job.backend == "local" and job.external_id:
-            tail = LocalBackend(gateway.settings.jobs_dir).tail(job.external_id)
+        tail = gateway.queries.job_output(job)
+        if tail is not None:
             out.print("output (end):", highlight=False)
             out.print(tail or "(none)", highlight=False, markup=False)
     finally:
@@ -81,7 +79,7 @@ def jobs_retry(job_id: Annotated[str, typer.Argument(help="Job id.")]) -> None:
     """Give a failed or cancelled job a fresh set of attempts (a serving gateway submits it)."""
     gateway = _open()
     try:
-        job = gateway.jobs.retry(job_id, _ACTOR)
+        job = gateway.commands.retry_job(job_id, gateway.settings.cli_actor)
         out.print(f"{job.id}: {job.state} ({job.message})", highlight=False)
     finally:
         gateway.close()
@@ -92,7 +90,7 @@ def jobs_cancel(job_id: Annotated[str, typer.Argument(help="Job id.")]) -> None:
     """Stop a job that has not ended."""
     gateway = _open()
     try:
-        job = gateway.jobs.cancel(job_id, _ACTOR)
+        job = gateway.commands.cancel_job(job_id, gateway.settings.cli_actor)
         out.print(f"{job.id}: {job.state}", highlight=False)
     finally:
         gateway.close()

@@ -92,6 +92,7 @@ def serve(
         overrides["flight_port"] = flight_port
     s = load_settings(**overrides)
     upgrade(s.resolved_database_url)
+    _key_erasure_requests(s)
     gateway = Gateway.open(s, watch=True)
     try:
         # Flight serves from gRPC's own threads once constructed; uvicorn holds the main thread
@@ -133,6 +134,19 @@ def db_upgrade(
     s = settings()
     upgrade(s.resolved_database_url, revision)
     err.print(f"database at revision {revision}")
+    if revision == "head":
+        _key_erasure_requests(s)
+
+
+def _key_erasure_requests(s: Settings) -> None:
+    """Requests stored before subjects were kept as commitments get theirs (logged)."""
+    gateway = Gateway.open(s)
+    try:
+        keyed = gateway.commands.key_erasure_requests(s.cli_actor)
+    finally:
+        gateway.close()
+    if keyed:
+        err.print(f"{keyed} erasure request(s) keyed by commitment")
 
 
 @demo_app.command("load")
@@ -170,9 +184,8 @@ def token_create(
 ) -> None:
     """Issue a bearer token; prints only the token."""
     gateway = open_gateway()
-    token = gateway.tokens.issue(subject, role, ttl)
-    gateway.log("token.issue", {"subject": subject, "role": role}, "cli")
-    typer.echo(token)
+    issued = gateway.commands.issue_token(subject, role, gateway.settings.cli_actor, ttl)
+    typer.echo(issued.token)
     gateway.close()
 
 
@@ -184,15 +197,18 @@ def token_revoke(
     ] = None,
 ) -> None:
     """Revoke one token, or every token of a principal."""
-    gateway = open_gateway()
-    if subject:
-        err.print(f"revoked {gateway.tokens.revoke_all(subject)} token(s)")
-    elif jti:
-        gateway.tokens.revoke(jti)
-        err.print("revoked")
-    else:
+    if not (subject or jti):
         raise BadRequest("give a token id or --subject")
-    gateway.close()
+    gateway = open_gateway()
+    try:
+        actor = gateway.settings.cli_actor
+        if subject:
+            err.print(f"revoked {gateway.commands.revoke_tokens_of(subject, actor)} token(s)")
+        elif jti:
+            gateway.commands.revoke_token(jti, actor)
+            err.print("revoked")
+    finally:
+        gateway.close()
 
 
 @principal_app.command("add")
@@ -211,9 +227,22 @@ def principal_add(
             raise BadRequest(f"attribute {item!r} is not key=value")
         attributes[key] = _parse_value(value)
     gateway = open_gateway()
-    p = gateway.principals.upsert(pid, role, attributes)
-    err.print(f"principal {p.id}: roles {', '.join(p.roles)}")
-    gateway.close()
+    try:
+        p = gateway.commands.put_principal(pid, role, attributes, gateway.settings.cli_actor)
+        err.print(f"principal {p.id}: roles {', '.join(p.roles)}")
+    finally:
+        gateway.close()
+
+
+@principal_app.command("disable")
+def principal_disable(pid: Annotated[str, typer.Argument(help="Principal id.")]) -> None:
+    """Disable a principal: its tokens stop working at once."""
+    gateway = open_gateway()
+    try:
+        gateway.commands.disable_principal(pid, gateway.settings.cli_actor)
+        err.print(f"principal {pid} disabled")
+    finally:
+        gateway.close()
 
 
 def _parse_value(value: str) -> str | int | float | bool:
@@ -232,7 +261,7 @@ def principal_list() -> None:
     """List principals."""
     gateway = open_gateway()
     table = Table("id", "roles", "attributes", "disabled")
-    for p in gateway.principals.all():
+    for p in gateway.queries.principals():
         table.add_row(p.id, ", ".join(p.roles), str(dict(p.attributes)), str(p.disabled))
     out.print(table)
     gateway.close()
@@ -242,7 +271,7 @@ def principal_list() -> None:
 def policy_show() -> None:
     """Print the policy set in force: version, model and rules."""
     gateway = open_gateway()
-    current = gateway.policy.current
+    current = gateway.queries.policy()
     out.print(f"policy version {current.version}", highlight=False)
     out.print(current.model_text, highlight=False)
     for rule in current.rules:
@@ -261,9 +290,13 @@ def policy_load(
     from govern.policy.files import read_rules
 
     gateway = open_gateway()
-    version = gateway.put_policy(model.read_text() if model else None, read_rules(rules), "cli")
-    err.print(f"policy version {version} in force")
-    gateway.close()
+    try:
+        version = gateway.commands.put_policy(
+            model.read_text() if model else None, read_rules(rules), gateway.settings.cli_actor
+        )
+        err.print(f"policy version {version} in force")
+    finally:
+        gateway.close()
 
 
 @policy_app.command("test")
@@ -282,7 +315,11 @@ def policy_test(
     paths = files or sorted((policies_dir() / "tests").glob("*.yaml"))
     if not paths:
         raise BadRequest("no policy test files found")
-    policy = open_gateway().policy.current if store else None
+    policy = None
+    if store:
+        gateway = open_gateway()
+        policy = gateway.queries.policy()
+        gateway.close()
     failed = total = 0
     for path in paths:
         if not path.is_file():
@@ -340,10 +377,10 @@ def ledger_verify(
         use_chain = chain and rpc_url is not None
     else:
         gateway = open_gateway()
-        gateway.ledger.checkpoint()
-        data = gateway.ledger.bundle()
-        data.anchors = [a.ref() for a in gateway.anchors.all()]
-        gateway.close()
+        try:
+            data = gateway.queries.bundle(gateway.operator)
+        finally:
+            gateway.close()
         use_chain = chain and (rpc_url is not None or s.chain_backend != "none")
     if vkey is not None and data.vkey != vkey:
         err.print("[red]ledger verification FAILED:[/red] the log is signed by another key")
@@ -395,21 +432,10 @@ def ledger_anchor() -> None:
     anchor as JSON (a serving gateway does this by itself every N entries or T seconds)."""
     import json
 
-    from govern.ledger.anchor import Anchorer, open_chain
-
-    s = settings()
-    gateway = open_gateway()
-    anchorer = Anchorer(
-        lambda: gateway.ledger,
-        lambda: open_chain(s),
-        gateway.anchors,
-        every_entries=s.anchor_every_entries,
-        every_seconds=s.anchor_every_seconds,
-    )
+    gateway = Gateway.open(settings(), anchor=True)
     try:
-        record = anchorer.anchor_now()
+        record = gateway.anchor_now(gateway.settings.cli_actor)
     finally:
-        anchorer.stop()
         gateway.close()
     if record is None:
         err.print("nothing to anchor: every entry is already anchored")
@@ -450,25 +476,28 @@ def ledger_proof(
     """Print an RFC 9162 inclusion proof for entry N, as JSON."""
     import json
 
-    gateway = open_gateway()
-    size = tree_size or gateway.ledger.checkpoint().tree_size
-    hashes = gateway.ledger.inclusion_proof(index, size)
-    _, leaf = gateway.ledger.entry(index)
     from govern.ledger.merkle import leaf_hash
 
+    gateway = open_gateway()
+    try:
+        size = tree_size or gateway.queries.checkpoint()[0].tree_size
+        hashes = gateway.queries.inclusion_proof(index, size)
+        leaf = gateway.queries.ledger_entry(gateway.operator, index).leaf
+        root = gateway.queries.root(size)
+    finally:
+        gateway.close()
     typer.echo(
         json.dumps(
             {
                 "index": index,
                 "tree_size": size,
                 "leaf_hash": leaf_hash(leaf).hex(),
-                "root_hash": gateway.ledger.tree.root(size).hex(),
+                "root_hash": root.hex(),
                 "hashes": [h.hex() for h in hashes],
             },
             indent=2,
         )
     )
-    gateway.close()
 
 
 @ledger_app.command("export")
@@ -478,15 +507,15 @@ def ledger_export(
     """Write a portable bundle (entries, leaf hashes, signed checkpoints, key) that verifies
     offline with `govern ledger verify --bundle`."""
     gateway = open_gateway()
-    gateway.ledger.checkpoint()
-    data = gateway.ledger.bundle()
-    data.anchors = [a.ref() for a in gateway.anchors.all()]
+    try:
+        data = gateway.queries.bundle(gateway.operator)
+    finally:
+        gateway.close()
     data.write(path)
     err.print(
         f"wrote {len(data.leaves)} entries, {len(data.checkpoints)} checkpoints and "
         f"{len(data.anchors)} anchors"
     )
-    gateway.close()
 
 
 @erasure_app.command("request")
@@ -499,13 +528,17 @@ def erasure_request(
 ) -> None:
     """Withdraw a subject's rows from every version at once; prints the request."""
     gateway = open_gateway()
-    info = gateway.request_erasure(subject, dataset, legal_basis, "cli")
+    try:
+        info = gateway.commands.request_erasure(
+            subject, dataset, legal_basis, gateway.settings.cli_actor
+        )
+    finally:
+        gateway.close()
     out.print(
         f"{info.id}: {info.state}, {info.excluded_rows} row(s) excluded"
         + ("" if info.created else " (already requested)"),
         highlight=False,
     )
-    gateway.close()
 
 
 @erasure_app.command("status")
@@ -513,19 +546,20 @@ def erasure_status(rid: Annotated[str, typer.Argument(help="Request id.")]) -> N
     """A request's state, excluded rows, the runs that read the subject, its jobs and the
     rewrite of the data files."""
     gateway = open_gateway()
-    info = gateway.erasure.get(rid)
+    view = gateway.queries.erasure_request(rid)
+    gateway.close()
+    info = view.info
     out.print(f"{info.id}: {info.state}, {info.excluded_rows} row(s) excluded", highlight=False)
     if info.message:
         out.print(info.message, highlight=False, markup=False)
     table = Table("run", "principal", "dataset", "version", "rows read")
-    for run in gateway.affected_runs(info):
+    for run in view.affected_runs:
         for r in run.reads:
             table.add_row(run.run.id, run.run.principal_id, r.dataset, str(r.version), str(r.rows))
     out.print(table)
-    jobs = gateway.jobs.for_request(info.id)
-    if jobs:
-        out.print(jobs_table(jobs))
-    rewrite = gateway.rewriter.state(info.id)
+    if view.jobs:
+        out.print(jobs_table(view.jobs))
+    rewrite = view.rewrite
     out.print(f"rewrite of the data files: {rewrite.state}", highlight=False)
     for v in rewrite.versions:
         out.print(
@@ -535,7 +569,31 @@ def erasure_status(rid: Annotated[str, typer.Argument(help="Request id.")]) -> N
             highlight=False,
             markup=False,
         )
-    gateway.close()
+
+
+@erasure_app.command("check")
+def erasure_check(
+    subject: Annotated[str, typer.Option("--subject", help="The data subject's id.")],
+) -> None:
+    """Was this subject's erasure requested and completed? Finds the log entries by the
+    subject's commitment under this deployment's key (the log names nobody); exits 1 when
+    there is no request."""
+    gateway = open_gateway()
+    try:
+        found = gateway.queries.subject_erasures(gateway.operator, subject)
+    finally:
+        gateway.close()
+    if not found:
+        err.print("no erasure request for this subject is in the log")
+        raise typer.Exit(1)
+    for view in found:
+        data = view.entry["data"]
+        out.print(
+            f"entry {view.index} {view.entry['time']}: {view.entry['kind']} {data['id']}"
+            + (f" by {view.entry['actor']}" if view.entry["kind"] == "erasure.request" else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @erasure_app.command("list")
@@ -543,9 +601,13 @@ def erasure_list() -> None:
     """Every erasure request."""
     gateway = open_gateway()
     table = Table("id", "subject", "state", "rows excluded", "legal basis")
-    for info in gateway.erasure.all():
+    for info in gateway.queries.erasure_requests():
         table.add_row(
-            info.id, info.subject_id, info.state, str(info.excluded_rows), info.legal_basis
+            info.id,
+            info.subject_id or f"(removed; commitment {info.subject_commitment[:16]}...)",
+            info.state,
+            str(info.excluded_rows),
+            info.legal_basis,
         )
     out.print(table)
     gateway.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import Any
 
 from govern.catalog import Catalog
@@ -12,6 +11,7 @@ from govern.compliance.pipeline import AssessmentInput, Assessor, Verdict
 from govern.compliance.rules import Rule, RuleLibrary, RuleLibraryError, load_library
 from govern.compliance.service import (
     AssessmentInfo,
+    AssessmentRun,
     ComplianceService,
     OpenVerdict,
     ReviewInfo,
@@ -23,6 +23,7 @@ from govern.store.db import Database
 __all__ = [
     "AssessmentInfo",
     "AssessmentInput",
+    "AssessmentRun",
     "Assessor",
     "Calibration",
     "ComplianceService",
@@ -34,6 +35,7 @@ __all__ = [
     "RuleLibraryError",
     "Verdict",
     "load_library",
+    "open_assessor",
     "open_compliance",
     "rules_dir",
 ]
@@ -47,8 +49,21 @@ def open_compliance(
     settings: Settings,
     db: Database,
     catalog: Catalog,
-    log: Callable[[str, Mapping[str, Any], str], int],
 ) -> ComplianceService:
+    assessor, holder = open_assessor(settings)
+    return ComplianceService(
+        db,
+        catalog,
+        assessor.library,
+        assessor,
+        refresh_seconds=settings.compliance_refresh_seconds,
+        models=holder,
+    )
+
+
+def open_assessor(settings: Settings) -> tuple[Assessor, ModelHolder]:
+    """The rule library, the calibration and the model, as the settings name them (the model
+    loads on first use)."""
     directory = rules_dir(settings)
     library = load_library(directory)
     calibration = Calibration.load(
@@ -69,12 +84,4 @@ def open_compliance(
         max_questions=settings.compliance_max_model_questions,
         embedding=embedding,
     )
-    return ComplianceService(
-        db,
-        catalog,
-        library,
-        assessor,
-        log,
-        refresh_seconds=settings.compliance_refresh_seconds,
-        models=holder,
-    )
+    return assessor, holder

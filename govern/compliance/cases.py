@@ -30,7 +30,7 @@ import yaml
 
 from govern.catalog import ColumnInfo
 from govern.compliance.facts import FACTS
-from govern.compliance.pipeline import AssessmentInput
+from govern.compliance.inputs import AssessmentInput
 from govern.compliance.rules import RuleLibrary
 from govern.errors import ConfigError
 from govern.resources import policies_dir

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 
-from govern.compliance.model.base import LanguageModel, open_model
+from govern.compliance.model import LanguageModel, open_model
 from govern.errors import GovernError, ModelUnavailable
 from govern.settings import Settings
 

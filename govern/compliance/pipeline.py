@@ -26,7 +26,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from govern.catalog import ColumnInfo
 from govern.compliance.calibration import Calibration
 from govern.compliance.conditions import Condition, FactValue, Outcome
 from govern.compliance.facts import (
@@ -37,6 +36,7 @@ from govern.compliance.facts import (
     licence_class,
     request_facts,
 )
+from govern.compliance.inputs import AssessmentInput
 from govern.compliance.model.base import LanguageModel
 from govern.compliance.rules import Rule, RuleLibrary
 from govern.errors import GovernError, ModelUnavailable
@@ -49,16 +49,6 @@ __all__ = ["AssessmentInput", "Assessor", "Mode", "Verdict", "fact_prompt", "rul
 Mode = Literal["full", "conditions", "model"]
 VerdictName = Literal["compliant", "non_compliant", "needs_review"]
 RULE_LABELS: tuple[str, str] = ("yes", "no")
-
-
-@dataclass(frozen=True)
-class AssessmentInput:
-    purpose: str
-    facts: Mapping[str, Any] = field(default_factory=dict)
-    description: str = ""
-    dataset: str | None = None
-    columns: Sequence[ColumnInfo] | None = None  # None: no catalog facts
-    subject_column: str | None = None
 
 
 @dataclass(frozen=True)

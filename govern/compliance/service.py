@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -30,13 +30,13 @@ from govern.store.models import Assessment, Review, utcnow
 
 __all__ = [
     "AssessmentInfo",
+    "AssessmentRun",
     "ComplianceService",
     "OpenVerdict",
     "ReviewInfo",
     "normalise_purpose",
 ]
 
-LogFn = Callable[[str, Mapping[str, Any], str], int]
 DECIDABLE = ("compliant", "non_compliant")
 
 
@@ -114,6 +114,17 @@ class ReviewInfo:
 
 
 @dataclass(frozen=True)
+class AssessmentRun:
+    """An assessment's verdicts, made and not yet stored."""
+
+    dataset: str | None
+    purpose: str
+    facts: Mapping[str, Any]
+    description: str
+    verdicts: tuple[Verdict, ...]
+
+
+@dataclass(frozen=True)
 class OpenVerdict:
     rule: str
     verdict: str  # non_compliant | needs_review
@@ -151,7 +162,6 @@ class ComplianceService:
         catalog: Catalog,
         library: RuleLibrary,
         assessor: Assessor,
-        log: LogFn,
         refresh_seconds: float = 2.0,
         models: ModelHolder | None = None,
     ) -> None:
@@ -159,7 +169,6 @@ class ComplianceService:
         self.catalog = catalog
         self.library = library
         self.assessor = assessor
-        self._log = log
         self.models = models
         self._refresh = refresh_seconds
         self._table_lock = threading.Lock()
@@ -178,15 +187,14 @@ class ComplianceService:
 
     # -- assessments -------------------------------------------------------------------------
 
-    def assess(
+    def run_assessment(
         self,
         dataset: str | None,
         purpose: str,
         rule_ids: Sequence[str] | None,
         facts: Mapping[str, Any],
-        actor: str,
-    ) -> AssessmentInfo:
-        """Run the pipeline, log the result, then store it with a review per needs_review."""
+    ) -> AssessmentRun:
+        """Run the pipeline (a model may take seconds); stores nothing."""
         purpose = purpose.strip()
         if not purpose:
             raise BadRequest("purpose must not be empty")
@@ -206,48 +214,25 @@ class ComplianceService:
             subject_column=info.subject_column if info else None,
         )
         verdicts = self.assessor.assess(inp, rule_ids)
-        return self.record(dataset, purpose, facts, verdicts, actor)
+        return AssessmentRun(dataset, purpose, dict(facts), description, tuple(verdicts))
 
-    def record(
-        self,
-        dataset: str | None,
-        purpose: str,
-        facts: Mapping[str, Any],
-        verdicts: Sequence[Verdict],
-        actor: str,
-    ) -> AssessmentInfo:
+    def record(self, run: AssessmentRun, actor: str) -> AssessmentInfo:
+        """Store an assessment with a review per needs_review verdict (inside the command's
+        transaction)."""
         aid = "as_" + secrets.token_hex(8)
-        vjson = [v.to_json() for v in verdicts]
+        vjson = [v.to_json() for v in run.verdicts]
         reviews = {
-            v.rule: "rv_" + secrets.token_hex(8) for v in verdicts if v.verdict == "needs_review"
+            v.rule: "rv_" + secrets.token_hex(8)
+            for v in run.verdicts
+            if v.verdict == "needs_review"
         }
-        # Facts are stored whole, but the log keeps only the description's size: a 100 kB
-        # description need not sit in every replica's log forever.
-        description = facts.get("description") or ""
-        logged_facts = {k: v for k, v in facts.items() if k != "description"}
-        index = self._log(
-            "compliance.assessment",
-            {
-                "id": aid,
-                "dataset": dataset,
-                "purpose": purpose,
-                "facts": logged_facts,
-                "description_chars": len(description) if isinstance(description, str) else 0,
-                "verdicts": [
-                    {"rule": v.rule, "verdict": v.verdict, "confidence": round(v.confidence, 4)}
-                    for v in verdicts
-                ],
-                "reviews": reviews,
-            },
-            actor,
-        )
         now = utcnow()
         with self.db.session() as s:
             row = Assessment(
                 id=aid,
-                dataset=dataset,
-                purpose=purpose[:100],
-                facts=dict(facts),
+                dataset=run.dataset,
+                purpose=run.purpose[:100],
+                facts=dict(run.facts),
                 verdicts=vjson,
                 requested_by=actor[:200],
                 created_at=now,
@@ -261,16 +246,14 @@ class ComplianceService:
             s.add_all(review_rows)
             s.flush()
             review_infos = [_review_info(r, row) for r in review_rows]
-        self.invalidate()
         return AssessmentInfo(
             id=aid,
-            dataset=dataset,
-            purpose=purpose,
+            dataset=run.dataset,
+            purpose=run.purpose,
             verdicts=vjson,
             requested_by=actor,
             created_at=now,
             reviews=review_infos,
-            log_index=index,
         )
 
     def get(self, aid: str) -> AssessmentInfo:
@@ -300,7 +283,7 @@ class ComplianceService:
             return [_review_info(r, a) for r, a in s.execute(q).all()]
 
     def decide(self, rid: str, verdict: str, note: str, reviewer: str) -> ReviewInfo:
-        """A person's verdict on an open review; logged before it takes effect."""
+        """A person's verdict on an open review (inside the command's transaction)."""
         if verdict not in DECIDABLE:
             raise BadRequest(
                 f"a review decides {' or '.join(DECIDABLE)}",
@@ -316,25 +299,10 @@ class ComplianceService:
                     details={"id": r.id, "verdict": r.verdict, "reviewer": r.reviewer},
                 )
             a = s.get(Assessment, r.assessment_id)
-            index = self._log(
-                "compliance.review",
-                {
-                    "id": r.id,
-                    "assessment_id": r.assessment_id,
-                    "rule": r.rule,
-                    "dataset": a.dataset if a else None,
-                    "purpose": a.purpose if a else None,
-                    "verdict": verdict,
-                    "note": note,
-                },
-                reviewer,
-            )
             r.state, r.verdict, r.note = "decided", verdict, note
             r.reviewer, r.decided_at = reviewer[:200], utcnow()
             s.flush()
-            info = _review_info(r, a)
-        self.invalidate()
-        return ReviewInfo(**{**info.__dict__, "log_index": index})
+            return _review_info(r, a)
 
     # -- the verdicts decisions consult ------------------------------------------------------
 
@@ -388,10 +356,12 @@ class ComplianceService:
         for (dataset, purpose, rule), (aid, v) in latest.items():
             verdict = v["verdict"]
             review = decided.get((aid, rule))
-            reason = str(v.get("rationale", ""))[:300]
+            # The reason goes into Plans and so into the decision log: it names who and what,
+            # never the rationale or the reviewer's note, which may quote personal data.
+            reason = f"assessed {verdict}"
             if review is not None and review.state == "decided" and review.verdict:
                 verdict = review.verdict
-                reason = f"reviewed by {review.reviewer}: {review.note}"[:300]
+                reason = f"reviewed by {review.reviewer} ({review.id})"[:300]
             if verdict in ("non_compliant", "needs_review"):
                 table.setdefault((dataset, purpose), []).append(
                     OpenVerdict(rule, verdict, aid, reason, review.id if review else None)

@@ -15,7 +15,10 @@ from govern.policy.files import read_rules
 from govern.policy.service import default_model_text
 from govern.resources import policies_dir
 
-__all__ = ["DEMO_PRINCIPALS", "DemoPrincipal", "load_demo"]
+__all__ = ["DEMO_ACTOR", "DEMO_PRINCIPALS", "DemoPrincipal", "load_demo"]
+
+# The actor the access log names for the demo's changes.
+DEMO_ACTOR = "demo"
 
 
 @dataclass(frozen=True)
@@ -44,31 +47,40 @@ Progress = Callable[[str, int, int], None]
 
 
 def load_demo(gateway: Gateway, progress: Progress | None = None, scale: float = 1.0) -> list[str]:
-    """Create what is missing; return the names of the datasets written this time."""
+    """Create what is missing; return the names of the datasets written this time. Every
+    change goes through the command layer, logged with ``DEMO_ACTOR`` as its actor."""
+    commands, queries = gateway.commands, gateway.queries
+    have = {p.id: p for p in queries.principals()}
     for p in DEMO_PRINCIPALS:
-        gateway.principals.upsert(p.id, list(p.roles), p.attributes, display_name=p.display_name)
-    if gateway.policy.store.latest_version() is None:
+        existing = have.get(p.id)
+        if existing is not None and (
+            existing.roles,
+            dict(existing.attributes),
+            existing.display_name,
+            existing.disabled,
+        ) == (p.roles, p.attributes, p.display_name, False):
+            continue  # nothing to change, so nothing to log
+        commands.put_principal(
+            p.id, list(p.roles), p.attributes, DEMO_ACTOR, display_name=p.display_name
+        )
+    if queries.policy().version is None:
         rules = read_rules(policies_dir() / "demo.csv")
-        gateway.put_policy(default_model_text(), rules, "demo")
+        commands.put_policy(default_model_text(), rules, DEMO_ACTOR)
     written = []
     for demo in DEMO_DATASETS:
         try:
-            gateway.catalog.get(demo.name)
+            queries.dataset(demo.name)
             continue
         except (DatasetNotFound, VersionNotFound):
             pass
         total = max(1, int(demo.rows * scale))
-        info = gateway.catalog.register_version(
+        commands.register_dataset(
             demo.name,
             _counted(demo, total, progress),
             demo.subject_column,
+            DEMO_ACTOR,
             description=demo.description,
             tags=demo.tags,
-        )
-        gateway.log(
-            "dataset.version",
-            {"dataset": info.name, "version": info.version, "rows": info.row_count},
-            "demo",
         )
         written.append(demo.name)
     return written

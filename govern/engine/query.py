@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 from govern.catalog import ROW_ID, DatasetInfo, parquet_source
 from govern.errors import GovernError
-from govern.policy import rowfilter
-from govern.policy.plan import Plan
+from govern.plan import Plan, rowfilter
 
 __all__ = ["Query", "mask_expression", "plan_query"]
 

@@ -16,8 +16,7 @@ import pyarrow.parquet as pq
 
 from govern.catalog import ROW_ID, DatasetInfo, parquet_source
 from govern.engine.query import plan_query
-from govern.policy import rowfilter
-from govern.policy.plan import Plan
+from govern.plan import Plan, rowfilter
 
 __all__ = ["Engine"]
 

@@ -1,18 +1,20 @@
 """Bearer-token authentication for every Flight call, as server middleware.
 
 The client sends ``authorization: Bearer <token>`` as call metadata (gRPC header) on each call;
-``start_call`` verifies it with the same TokenService as REST, before any handler runs, and
-refuses the call with FlightUnauthenticatedError when it is missing, malformed, forged, expired
-or revoked. Handlers read the verified Caller from the middleware, never from the request.
+``start_call`` verifies it with the same function as REST (``Decider.authenticate``), before any
+handler runs, and refuses the call with FlightUnauthenticatedError when it is missing, malformed,
+forged, expired or revoked. Handlers read the verified Caller from the middleware, never from the
+request.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow.flight as flight
 
-from govern.auth import Caller, TokenService
+from govern.auth import Caller
 from govern.errors import AuthError
 from govern.flight.errors import flight_errors
 
@@ -29,13 +31,13 @@ class CallerMiddleware(flight.ServerMiddleware):  # type: ignore[misc]
 
 
 class BearerAuthFactory(flight.ServerMiddlewareFactory):  # type: ignore[misc]
-    def __init__(self, tokens: TokenService) -> None:
+    def __init__(self, authenticate: Callable[[str], Caller]) -> None:
         super().__init__()
-        self.tokens = tokens
+        self.authenticate = authenticate
 
     def start_call(self, info: Any, headers: dict[str, list[str]]) -> CallerMiddleware:
         with flight_errors():
-            return CallerMiddleware(self.tokens.verify(_bearer(headers)))
+            return CallerMiddleware(self.authenticate(_bearer(headers)))
 
 
 def _bearer(headers: dict[str, list[str]]) -> str:

@@ -8,7 +8,7 @@ Calls (every one authenticated by ``govern.flight.auth``):
 - ``GetSchema(descriptor)``: the same schema alone.
 - ``DoGet(ticket)``: decides again with the caller's token, logs the decision and the read, and
   only then streams the rows the Plan allows (invariant 2); the row ids written to the client
-  are recorded for the ticket's run (``govern.provenance.reads``).
+  are recorded for the ticket's run (``govern.gateway.reads``).
 
 - ``DoAction("recipe.put" | "recipe.get")``: register or read a run's recipe (how it was
   trained, so an erasure can retrain it; ``govern.unlearning.recipes``), for trainers that hold
@@ -32,8 +32,7 @@ from govern.errors import BadRequest, ConfigError, GovernError
 from govern.flight.auth import AUTH_MIDDLEWARE, BearerAuthFactory, caller_of
 from govern.flight.errors import flight_errors, internal_error, to_flight_error
 from govern.flight.ticket import ReadCommand, ReadTicket, RecipeAction
-from govern.gateway import Gateway
-from govern.provenance.reads import GovernedRead, ReadDescription, describe_read
+from govern.gateway import Gateway, GovernedRead, ReadDescription
 
 __all__ = ["FlightServer"]
 
@@ -53,9 +52,8 @@ class FlightServer(flight.FlightServerBase):  # type: ignore[misc]
         self._stopped = False
         location = f"grpc://{host}:{port}"
         try:
-            super().__init__(
-                location, middleware={AUTH_MIDDLEWARE: BearerAuthFactory(gateway.tokens)}
-            )
+            auth = BearerAuthFactory(gateway.decider.authenticate)
+            super().__init__(location, middleware={AUTH_MIDDLEWARE: auth})
         except (OSError, pa.ArrowException) as exc:
             raise ConfigError(
                 f"cannot serve Arrow Flight on {host}:{port}", details={"cause": str(exc)[:200]}
@@ -78,7 +76,7 @@ class FlightServer(flight.FlightServerBase):  # type: ignore[misc]
         if descriptor.descriptor_type != flight.DescriptorType.CMD:
             raise BadRequest("use a command descriptor holding a read command (docs/flight.md)")
         command = ReadCommand.decode(bytes(descriptor.command))
-        return command, describe_read(self.gateway, caller_of(context), command.request())
+        return command, self.gateway.reads.describe(caller_of(context), command.request())
 
     def get_flight_info(self, context: Any, descriptor: Any) -> flight.FlightInfo:
         with flight_errors():
@@ -96,7 +94,7 @@ class FlightServer(flight.FlightServerBase):  # type: ignore[misc]
     def do_get(self, context: Any, ticket: Any) -> flight.GeneratorStream:
         with flight_errors():
             request = ReadTicket.decode(bytes(ticket.ticket)).request()
-            read = self.gateway.read(caller_of(context), request)
+            read = self.gateway.reads.open(caller_of(context), request)
         return flight.GeneratorStream(read.schema, _Stream(read, self._active, self._active_lock))
 
     # -- everything else is refused ------------------------------------------------------------
@@ -129,9 +127,9 @@ class FlightServer(flight.FlightServerBase):  # type: ignore[misc]
             if action.type == "recipe.put":
                 if body.recipe is None:
                     raise BadRequest("recipe.put needs a recipe")
-                info = self.gateway.put_recipe(caller, body.run_id, body.recipe)
+                info = self.gateway.commands.put_recipe(caller, body.run_id, body.recipe)
             else:
-                info = self.gateway.get_recipe(caller, body.run_id)
+                info = self.gateway.queries.recipe(caller, body.run_id)
             result = json.dumps(info.to_json(), separators=(",", ":")).encode()
         return iter([result])
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from govern.errors import BadRequest
-from govern.provenance.reads import MAX_COLUMNS, MAX_SHARDS, ReadRequest
+from govern.gateway.reads import MAX_COLUMNS, MAX_SHARDS, ReadRequest
 from govern.unlearning.recipes import RecipeBody
 
 __all__ = ["MAX_TICKET_BYTES", "ReadCommand", "ReadTicket", "RecipeAction"]

@@ -13,13 +13,21 @@ from govern.jobs.base import (
     JobSpec,
     JobState,
 )
-from govern.jobs.service import JobInfo, JobManager, Worker, job_id_for, open_backend
+from govern.jobs.service import (
+    JobChanges,
+    JobInfo,
+    JobManager,
+    Worker,
+    job_id_for,
+    open_backend,
+)
 
 __all__ = [
     "ACTIVE_STATES",
     "TERMINAL_STATES",
     "BackendStatus",
     "JobBackend",
+    "JobChanges",
     "JobInfo",
     "JobKind",
     "JobManager",

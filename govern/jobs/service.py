@@ -17,7 +17,11 @@ gateway, does all the talking to backends:
 
 Every submit mints a bearer token for the job's principal (``jobs_token_ttl_seconds``), passed
 to the job as ``GOVERN_TOKEN`` with ``GOVERN_FLIGHT_URL``; tokens are never stored with the job.
-Submissions, ends and admin retries go to the access log.
+
+The manager never changes the store on its own: every change the reconciler decides on goes
+through ``JobChanges``, which the command layer implements (each change with its event, in one
+transaction), handed to the manager with ``bind``. The methods below ``JobChanges`` that write
+are the store steps those commands run inside their transactions.
 """
 
 from __future__ import annotations
@@ -31,12 +35,11 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-import jwt
 from sqlalchemy import select, update
 
-from govern.auth import TokenService
+from govern.auth import IssuedToken, TokenService
 from govern.errors import (
     BadRequest,
     Conflict,
@@ -51,12 +54,10 @@ from govern.settings import Settings
 from govern.store.db import Database
 from govern.store.models import ErasureRequest, Job, Principal
 
-__all__ = ["JobInfo", "JobManager", "Worker", "job_id_for", "open_backend"]
+__all__ = ["JobChanges", "JobInfo", "JobManager", "Worker", "job_id_for", "open_backend"]
 
 log = logging.getLogger(__name__)
 
-LogFn = Callable[[str, Mapping[str, Any], str], int]
-_ACTOR = "govern-jobs"
 _MAX_BACKOFF = 600.0
 _MAX_MESSAGE = 2000
 
@@ -183,6 +184,30 @@ def jobs_by_request(db: Database, request_ids: Sequence[str]) -> dict[str, list[
     return out
 
 
+class JobChanges(Protocol):
+    """The changes the reconciler makes, each a command with its event."""
+
+    def begin_attempt(
+        self, job: JobInfo, external_id: str, backend: str
+    ) -> tuple[str, str] | None: ...
+
+    def job_submitted(self, job: JobInfo, attempt: int, external_id: str, backend: str) -> bool: ...
+
+    def update_job(
+        self, job: JobInfo, *, revoke_token: bool = False, expect: str | None = None, **values: Any
+    ) -> bool: ...
+
+    def end_job(
+        self,
+        job: JobInfo,
+        state: str,
+        message: str,
+        *,
+        attempts: int | None = None,
+        expect: str | None = None,
+    ) -> bool: ...
+
+
 class JobManager:
     def __init__(
         self,
@@ -190,14 +215,13 @@ class JobManager:
         settings: Settings,
         tokens: TokenService,
         *,
-        log_event: LogFn | None = None,
         backends: Mapping[str, JobBackend] | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.tokens = tokens
         self.backend_name = settings.jobs_backend
-        self._log = log_event
+        self._changes: JobChanges | None = None
         # Backends by name, opened on first use. A job keeps the backend it was submitted to,
         # so jobs in flight are still followed after GOVERN_JOBS_BACKEND changes.
         self._backends: dict[str, JobBackend] = dict(backends or {})
@@ -206,6 +230,19 @@ class JobManager:
         # Set by a serving gateway to its reconciler's wake(): new jobs start without waiting
         # for the next poll.
         self.wake: Callable[[], None] | None = None
+
+    def bind(self, changes: JobChanges) -> None:
+        self._changes = changes
+
+    @property
+    def changes(self) -> JobChanges:
+        if self._changes is None:
+            raise GovernError("the job manager has no command layer bound; it changes nothing")
+        return self._changes
+
+    def wake_up(self) -> None:
+        if self.wake is not None:
+            self.wake()
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -231,12 +268,26 @@ class JobManager:
                 self._backends[name] = open_backend(name, self.settings)
             return self._backends[name]
 
-    # -- commands ------------------------------------------------------------------------------
+    def output_tail(self, job: JobInfo) -> str | None:
+        """The end of a local job's output; None for other backends (their own tools show
+        it)."""
+        if job.backend != "local" or not job.external_id:
+            return None
+        from govern.jobs.local import LocalBackend
 
-    def enqueue(self, request_id: str, specs: Sequence[JobSpec]) -> list[JobInfo]:
+        return LocalBackend(self.settings.jobs_dir).tail(job.external_id)
+
+    def token_of(self, job_id: str) -> str | None:
+        with self.db.session() as s:
+            return s.scalar(select(Job.token_jti).where(Job.id == job_id))
+
+    # -- store steps, run inside the commands' transactions --------------------------------------
+
+    def enqueue(self, request_id: str, specs: Sequence[JobSpec]) -> tuple[list[str], bool]:
         """Record the jobs an erasure request needs (idempotent) and mark the request planned,
-        even with no jobs, so that its state can say that none was needed. Returns the
-        request's jobs, new and old; the reconciler submits the new ones."""
+        even with no jobs, so that its state can say that none was needed. Returns the ids of
+        the jobs created now (the reconciler submits them) and whether the request was marked
+        planned just now."""
         by_id: dict[str, JobSpec] = {}
         for spec in specs:
             _check_spec(spec)
@@ -269,20 +320,13 @@ class JobManager:
                     )
                 )
                 created.append(jid)
-            if request.state == "excluded":
+            planned = request.state == "excluded"
+            if planned:
                 request.state = "planned"
-        if created and self._log is not None:
-            self._log(
-                "job.enqueue",
-                {"request": request_id, "jobs": created, "backend": self.backend_name},
-                _ACTOR,
-            )
-        if created and self.wake is not None:
-            self.wake()
-        return self.for_request(request_id)
+        return created, planned
 
-    def retry(self, job_id: str, actor: str) -> JobInfo:
-        """Give a failed or cancelled job a fresh set of attempts (admin)."""
+    def reset_for_retry(self, job_id: str, actor: str) -> str:
+        """Give a failed or cancelled job a fresh set of attempts; returns its old state."""
         with self.db.session() as s:
             row = s.get(Job, job_id)
             if row is None:
@@ -301,21 +345,95 @@ class JobManager:
             row.finished_at = None
             row.updated_at = now
             row.message = f"retry requested by {actor} (was {previous})"
-        if self._log is not None:
-            self._log("job.retry", {"id": job_id, "was": previous}, actor)
-        return self.get(job_id)
+            return previous
 
-    def cancel(self, job_id: str, actor: str) -> JobInfo:
-        """Stop a job that has not ended (admin)."""
-        job = self.get(job_id)
-        if job.terminal:
-            raise Conflict(f"job {job_id} has already ended ({job.state})")
+    def cancel_on_backend(self, job: JobInfo) -> None:
         if job.external_id and job.state in ("submitted", "running"):
             self.backend(job.backend).cancel(job.external_id)
-        self._finish(job, "cancelled", f"cancelled by {actor}", expect=job.state)
-        if self._log is not None:
-            self._log("job.cancel", {"id": job_id}, actor)
-        return self.get(job_id)
+
+    def claim_attempt(self, job: JobInfo, external_id: str, backend: str) -> str | None:
+        """Store the attempt id before the submit (compare-and-set, so replicas agree on one
+        id); returns the stored id, or None when the job is no longer waiting."""
+        with self.db.session() as s:
+            s.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.state == job.state, Job.external_id.is_(None))
+                .values(external_id=external_id, backend=backend)
+            )
+            row = s.get(Job, job.id)
+            if row is None or row.state not in ("pending", "retrying"):
+                return None
+            return str(row.external_id)
+
+    def mint_token(self, principal_id: str) -> IssuedToken:
+        """A trainer token for one attempt of a job of ``principal_id``."""
+        with self.db.session() as s:
+            principal = s.get(Principal, principal_id)
+            if principal is None:
+                raise ValidationError(f"no principal {principal_id!r}")
+            if principal.disabled:
+                raise ValidationError(f"principal {principal_id!r} is disabled")
+            roles = list(principal.roles)
+        # Least privilege: a job reads training data and nothing else, so it acts as a trainer;
+        # a principal without that role (an admin, say) gets no token for a job.
+        if "trainer" not in roles:
+            raise ValidationError(
+                f"principal {principal_id!r} does not hold the trainer role jobs read with"
+            )
+        return self.tokens.issue(principal_id, "trainer", self.settings.jobs_token_ttl_seconds)
+
+    def set_token(self, job_id: str, jti: str) -> None:
+        with self.db.session() as s:
+            s.execute(update(Job).where(Job.id == job_id).values(token_jti=jti))
+
+    def mark_submitted(self, job: JobInfo, attempt: int, external_id: str, backend: str) -> bool:
+        now = _now()
+        with self.db.session() as s:
+            done = s.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.state.in_(["pending", "retrying"]))
+                .values(
+                    state="submitted",
+                    attempts=attempt,
+                    updated_at=now,
+                    started_at=job.started_at or now,
+                    next_attempt_at=None,
+                    message=f"attempt {attempt} submitted to {backend} as {external_id}",
+                )
+            )
+        return bool(getattr(done, "rowcount", 1))
+
+    def set(self, job: JobInfo, *, expect: str | None = None, **values: Any) -> bool:
+        """Update a job if it is still in the state we read (a replica may have moved it)."""
+        if "message" in values:
+            values["message"] = str(values["message"])[:_MAX_MESSAGE]
+        values["updated_at"] = _now()
+        with self.db.session() as s:
+            result = s.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.state == (expect or job.state))
+                .values(**values)
+            )
+        return bool(getattr(result, "rowcount", 1))
+
+    def finish(
+        self,
+        job: JobInfo,
+        state: str,
+        message: str,
+        *,
+        attempts: int | None = None,
+        expect: str | None = None,
+    ) -> bool:
+        return self.set(
+            job,
+            state=state,
+            message=message,
+            finished_at=_now(),
+            next_attempt_at=None,
+            expect=expect,
+            **({"attempts": attempts} if attempts is not None else {}),
+        )
 
     # -- the reconciler ------------------------------------------------------------------------
 
@@ -349,10 +467,13 @@ class JobManager:
             for job in due:
                 if slots is not None and slots <= 0:
                     if job.message != waiting:
-                        self._guarded(functools.partial(self._set, message=waiting), job)
+                        self._guarded(functools.partial(self._update, message=waiting), job)
                     continue
                 if self._guarded(self._submit, job) and slots is not None:
                     slots -= 1
+
+    def _update(self, job: JobInfo, **values: Any) -> bool:
+        return self.changes.update_job(job, **values)
 
     def _guarded(self, step: Callable[[JobInfo], object], job: JobInfo) -> object:
         try:
@@ -376,89 +497,52 @@ class JobManager:
 
     def _submit(self, job: JobInfo) -> bool:
         """Submit one attempt; True when the backend accepted it."""
-        external_id = job.external_id or f"{job.id}-{secrets.token_hex(3)}"
         backend_name = self.backend_name
-        # Store the attempt id first (compare-and-set, so replicas agree on one id).
-        with self.db.session() as s:
-            s.execute(
-                update(Job)
-                .where(Job.id == job.id, Job.state == job.state, Job.external_id.is_(None))
-                .values(external_id=external_id, backend=backend_name)
-            )
-            row = s.get(Job, job.id)
-            if row is None or row.state not in ("pending", "retrying"):
-                return False
-            external_id = str(row.external_id)
         try:
-            token = self._mint(job.principal_id)
-        except GovernError as exc:
+            claimed = self.changes.begin_attempt(
+                job, job.external_id or f"{job.id}-{secrets.token_hex(3)}", backend_name
+            )
+        except ValidationError as exc:
             # No token can be minted (the principal is gone or disabled): no retry helps.
-            self._finish(job, "failed", f"cannot mint a token for the job: {exc.message}")
+            self.changes.end_job(job, "failed", f"cannot mint a token for the job: {exc.message}")
             return False
+        if claimed is None:
+            return False
+        external_id, token = claimed
         secret_env = {
             "GOVERN_TOKEN": token,
             "GOVERN_FLIGHT_URL": self.settings.resolved_jobs_flight_url,
             "GOVERN_JOB_ID": job.id,
         }
         attempt = job.attempts + 1
-        jti = _jti(token)
         try:
             self.backend(backend_name).submit(external_id, job.spec, secret_env)
         except GovernError as exc:
-            self._revoke(jti)  # this attempt will not run (or fails and is tried again)
             # Unreachable: the submit may still have landed, so the next try uses the same id.
             keep = external_id if isinstance(exc, JobBackendUnavailable) else None
             self._retry_or_fail(job, attempt, exc.message, external_id=keep)
             return False
-        now = _now()
-        with self.db.session() as s:
-            done = s.execute(
-                update(Job)
-                .where(Job.id == job.id, Job.state.in_(["pending", "retrying"]))
-                .values(
-                    state="submitted",
-                    attempts=attempt,
-                    updated_at=now,
-                    started_at=job.started_at or now,
-                    next_attempt_at=None,
-                    message=f"attempt {attempt} submitted to {backend_name} as {external_id}",
-                    token_jti=jti,
-                )
-            )
-        if getattr(done, "rowcount", 1) and self._log is not None:
-            self._log(
-                "job.submit",
-                {
-                    "id": job.id,
-                    "backend": backend_name,
-                    "external_id": external_id,
-                    "attempt": attempt,
-                    "run_id": job.run_id,
-                    "principal": job.principal_id,
-                },
-                _ACTOR,
-            )
-        return True
+        return self.changes.job_submitted(job, attempt, external_id, backend_name)
 
     def _poll(self, job: JobInfo) -> None:
         if job.external_id is None:  # cannot happen through _submit; recover by resubmitting
-            self._set(job, state="pending", message="no attempt id recorded; submitting again")
+            self._update(job, state="pending", message="no attempt id recorded; submitting again")
             return
         try:
             status = self.backend(job.backend).status(job.external_id)
         except GovernError as exc:
             message = f"cannot poll {job.backend}: {exc.message}; will poll again"
             if message != job.message:
-                self._set(job, message=message)
+                self._update(job, message=message)
             return
         if status.state in ("submitted", "running"):
             message = status.message or f"{status.state} on {job.backend} as {job.external_id}"
             if (status.state, message) != (job.state, job.message):
-                self._set(job, state=status.state, message=message)
+                self._update(job, state=status.state, message=message)
         elif status.state == "succeeded":
-            self._finish(job, "succeeded", status.message or "succeeded")
+            self.changes.end_job(job, "succeeded", status.message or "succeeded")
         elif status.state == "cancelled":
-            self._finish(job, "cancelled", status.message or "cancelled")
+            self.changes.end_job(job, "cancelled", status.message or "cancelled")
         else:
             self._retry_or_fail(job, job.attempts, status.message, external_id=None)
 
@@ -466,18 +550,18 @@ class JobManager:
         self, job: JobInfo, attempts: int, reason: str, *, external_id: str | None
     ) -> None:
         """Count a failed attempt: wait and try again (with ``external_id``, or a new one), or
-        give up at ``jobs_max_attempts``."""
+        give up at ``jobs_max_attempts``. Either way the attempt's token is revoked."""
         limit = self.settings.jobs_max_attempts
-        self._revoke(self._token_of(job.id))  # the attempt has ended; a new one gets a new token
         if attempts >= limit:
-            self._finish(
+            self.changes.end_job(
                 job, "failed", f"gave up after {attempts} attempt(s): {reason}", attempts=attempts
             )
             return
         wait = min(self.settings.jobs_retry_seconds * 2 ** max(0, attempts - 1), _MAX_BACKOFF)
         due = _now() + timedelta(seconds=wait)
-        self._set(
+        self.changes.update_job(
             job,
+            revoke_token=True,
             state="retrying",
             attempts=attempts,
             next_attempt_at=due,
@@ -486,85 +570,11 @@ class JobManager:
             f"next attempt at {due.strftime('%H:%M:%S')} UTC",
         )
 
-    def _finish(
-        self,
-        job: JobInfo,
-        state: str,
-        message: str,
-        *,
-        attempts: int | None = None,
-        expect: str | None = None,
-    ) -> None:
-        self._revoke(self._token_of(job.id))  # the job has ended: so has its token
-        changed = self._set(
-            job,
-            state=state,
-            message=message,
-            finished_at=_now(),
-            next_attempt_at=None,
-            expect=expect,
-            **({"attempts": attempts} if attempts is not None else {}),
-        )
-        if changed and self._log is not None:
-            self._log(
-                "job.end",
-                {"id": job.id, "state": state, "message": message[:500], "run_id": job.run_id},
-                _ACTOR,
-            )
-
-    def _set(self, job: JobInfo, *, expect: str | None = None, **values: Any) -> bool:
-        """Update a job if it is still in the state we read (a replica may have moved it)."""
-        if "message" in values:
-            values["message"] = str(values["message"])[:_MAX_MESSAGE]
-        values["updated_at"] = _now()
-        with self.db.session() as s:
-            result = s.execute(
-                update(Job)
-                .where(Job.id == job.id, Job.state == (expect or job.state))
-                .values(**values)
-            )
-        return bool(getattr(result, "rowcount", 1))
-
-    def _token_of(self, job_id: str) -> str | None:
-        with self.db.session() as s:
-            return s.scalar(select(Job.token_jti).where(Job.id == job_id))
-
-    def _revoke(self, jti: str | None) -> None:
-        if jti is None:
-            return
-        try:
-            self.tokens.revoke(jti)
-        except GovernError as exc:  # already gone, or the store is down: it expires anyway
-            log.info("could not revoke job token %s: %s", jti, exc.message)
-
-    def _mint(self, principal_id: str) -> str:
-        with self.db.session() as s:
-            principal = s.get(Principal, principal_id)
-            if principal is None:
-                raise ValidationError(f"no principal {principal_id!r}")
-            if principal.disabled:
-                raise ValidationError(f"principal {principal_id!r} is disabled")
-            roles = list(principal.roles)
-        # Least privilege: a job reads training data and nothing else, so it acts as a trainer;
-        # a principal without that role (an admin, say) gets no token for a job.
-        if "trainer" not in roles:
-            raise ValidationError(
-                f"principal {principal_id!r} does not hold the trainer role jobs read with"
-            )
-        return self.tokens.issue(principal_id, "trainer", self.settings.jobs_token_ttl_seconds)
-
     def close(self) -> None:
         with self._backends_lock:
             for backend in self._backends.values():
                 backend.close()
             self._backends.clear()
-
-
-def _jti(token: str) -> str | None:
-    """The id of a token we just minted (read without verifying: it is our own)."""
-    claims = jwt.decode(token, options={"verify_signature": False})
-    jti = claims.get("jti")
-    return str(jti) if jti else None
 
 
 def _waiting_message(backend: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
@@ -14,11 +15,21 @@ from govern.ledger.merkle import NodeKey
 from govern.store.db import Database, store_errors
 from govern.store.models import LedgerEntry, LedgerNode
 
-__all__ = ["SqlNodeStore"]
+__all__ = ["SqlNodeStore", "StagedLeaf"]
 
 _CHUNK = 100  # keys per query: proofs need at most ~2 log2(n), so one query each
 _NODES: Table = LedgerNode.__table__  # type: ignore[assignment]
 _ENTRIES: Table = LedgerEntry.__table__  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class StagedLeaf:
+    """A leaf and the columns stored beside it, so the log can be searched without parsing."""
+
+    leaf: bytes
+    kind: str
+    actor: str
+    object: str
 
 
 @lru_cache(maxsize=_CHUNK)
@@ -41,10 +52,10 @@ class SqlNodeStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._staged: list[tuple[bytes, str]] = []
+        self._staged: list[StagedLeaf] = []
 
-    def stage(self, entries: Sequence[tuple[bytes, str]]) -> None:
-        """(leaf bytes, kind) for the leaves of the next put_many, in order."""
+    def stage(self, entries: Sequence[StagedLeaf]) -> None:
+        """The leaves of the next put_many, in order."""
         self._staged = list(entries)
 
     def get_many(self, keys: Collection[NodeKey]) -> dict[NodeKey, bytes]:
@@ -69,13 +80,22 @@ class SqlNodeStore:
         try:
             # Core executemany, not the ORM's bulk insert: the writer thread spent most of its
             # time in ORM bookkeeping.
-            with store_errors(), self.db.engine.begin() as conn:
+            # Inside a command's transaction this joins it: the change and its entries commit
+            # together.
+            with store_errors(), self.db.begin("ledger") as conn:
                 if leaves:
                     conn.execute(
                         _ENTRIES.insert(),
                         [
-                            {"idx": ix, "leaf": leaf, "kind": kind, "created_at": now}
-                            for ix, (leaf, kind) in zip(leaves, self._staged, strict=True)
+                            {
+                                "idx": ix,
+                                "leaf": s.leaf,
+                                "kind": s.kind,
+                                "actor": s.actor[:200],
+                                "object": s.object[:300],
+                                "created_at": now,
+                            }
+                            for ix, s in zip(leaves, self._staged, strict=True)
                         ],
                     )
                 conn.execute(

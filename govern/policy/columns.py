@@ -18,8 +18,8 @@ from typing import Any
 import casbin
 
 from govern.errors import PolicyInvalid
+from govern.plan import COLUMN_ACTIONS
 from govern.policy.compiler import casbin_request
-from govern.policy.plan import COLUMN_ACTIONS
 
 __all__ = ["COLUMN_MODEL", "ColumnDecision", "ColumnRules"]
 

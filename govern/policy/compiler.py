@@ -38,8 +38,8 @@ from casbin.model import FunctionMap, Model
 from casbin.persist.adapter import Adapter
 
 from govern.errors import PolicyCompileError, PolicyInvalid
-from govern.policy import rowfilter as rf
-from govern.policy.rowfilter import FALSE, RAISES, TRUE, RowFilter
+from govern.plan import rowfilter as rf
+from govern.plan.rowfilter import FALSE, RAISES, TRUE, RowFilter
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -12,7 +12,8 @@ from typing import Any, Generic, TypeVar
 import casbin
 
 from govern.errors import PolicyInvalid
-from govern.policy import compiler, rowfilter
+from govern.plan import rowfilter
+from govern.policy import compiler
 from govern.policy.columns import ColumnDecision, ColumnRules
 from govern.policy.store import PolicySetAdapter
 

@@ -4,7 +4,7 @@ which in Python's short-circuit order is NULL or FALSE, never TRUE)."""
 
 from __future__ import annotations
 
-from govern.policy.rowfilter import And, Const, Not, Or, RowFilter
+from govern.plan.rowfilter import And, Const, Not, Or, RowFilter
 
 __all__ = ["can_be_false", "can_be_true"]
 

@@ -13,9 +13,8 @@ from typing import Any
 
 from govern.catalog import DatasetInfo
 from govern.errors import GovernError
-from govern.policy import rowfilter
+from govern.plan import Plan, rowfilter
 from govern.policy.loaded import LoadedPolicy
-from govern.policy.plan import Plan
 from govern.policy.reach import can_be_true
 from govern.policy.store import PolicyStore
 from govern.resources import policies_dir
@@ -76,16 +75,22 @@ class PolicyService:
             model_text if model_text is not None else self.current.model_text, rules, None
         )
 
-    def put(self, model_text: str | None, rules: Sequence[Sequence[Any]], by: str) -> int:
-        """Validate the whole set aside, store it as a new version, swap it in."""
+    def prepare(self, model_text: str | None, rules: Sequence[Sequence[Any]]) -> LoadedPolicy:
+        """Build and validate a whole set aside (the model in force when none is given); an
+        invalid set raises and nothing changes."""
         text = model_text if model_text is not None else self.current.model_text
-        candidate = LoadedPolicy.build(text, rules, None)
-        version = self.store.save(text, [list(r) for r in candidate.rules], by)
+        return LoadedPolicy.build(text, rules, None)
+
+    def save(self, candidate: LoadedPolicy, by: str) -> int:
+        """Store a prepared set as the next version (not yet in force)."""
+        return self.store.save(candidate.model_text, [list(r) for r in candidate.rules], by)
+
+    def swap_in(self, candidate: LoadedPolicy, version: int) -> None:
+        """Put a saved set in force, unless a newer one already is."""
         with self._swap_lock:
             candidate.version = version
             if self._current is None or (self._current.version or 0) < version:
                 self._current = candidate
-        return version
 
     # -- deciding ------------------------------------------------------------------------------
 

@@ -9,8 +9,8 @@ from typing import Any
 from govern.auth import PrincipalRecord
 from govern.catalog import DatasetInfo
 from govern.engine import Engine
+from govern.plan import Plan
 from govern.policy.loaded import LoadedPolicy
-from govern.policy.plan import Plan
 from govern.policy.service import PolicyService
 
 __all__ = ["Change", "purposes_of", "simulate"]

@@ -6,14 +6,6 @@ store's ``run_reads`` table; ``SubjectLookup`` answers "which runs read any row 
 
 from __future__ import annotations
 
-from govern.provenance.reads import (
-    RUN_REQUIRED_PURPOSES,
-    GovernedRead,
-    ReadDescription,
-    ReadRequest,
-    describe_read,
-    open_read,
-)
 from govern.provenance.store import (
     ProvenanceStore,
     RunInfo,
@@ -24,18 +16,12 @@ from govern.provenance.store import (
 from govern.provenance.subjects import SubjectLookup, SubjectRead, SubjectRun
 
 __all__ = [
-    "RUN_REQUIRED_PURPOSES",
-    "GovernedRead",
     "ProvenanceStore",
-    "ReadDescription",
-    "ReadRequest",
     "RunInfo",
     "RunReadInfo",
     "SubjectLookup",
     "SubjectRead",
     "SubjectRun",
-    "describe_read",
     "ensure_run_visible",
-    "open_read",
     "validate_run_id",
 ]

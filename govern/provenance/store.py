@@ -160,7 +160,9 @@ class ProvenanceStore:
             raise StoreUnavailable("could not record provenance; the store is busy") from last
 
     def _merge_once(self, run_id: str, version_id: int, ids: BitMap) -> int:
-        with self.db.session() as s:
+        # The rows a read delivered: covered by its ``read`` entry and totalled by its
+        # ``read.end``, which commits with the last merge of the read.
+        with self.db.begin("provenance"), self.db.session() as s:
             q = select(RunRead).where(RunRead.run_id == run_id, RunRead.version_id == version_id)
             if not self.db.is_sqlite:
                 q = q.with_for_update()

@@ -18,7 +18,7 @@ from pyroaring import BitMap
 from sqlalchemy import select
 
 from govern.catalog import ROW_ID, parquet_source
-from govern.policy import rowfilter
+from govern.plan import rowfilter
 from govern.provenance.bitmaps import from_bytes, row_ids_of
 from govern.provenance.store import ProvenanceStore, RunInfo
 from govern.store.models import Dataset, DatasetVersion

@@ -1,10 +1,11 @@
 """Ingestion: an uploaded file becomes a new immutable version, validated and tagged.
 
-The file is streamed into a staged Parquet version (row ids 0..n-1), the dataset's suite (or,
-for its first version, one inferred from it) runs over the staged file, the detector proposes
-tags, and only then does the catalog commit the version, with its state (``active``, or
-``quarantined`` when the suite failed), its validation result, the inferred suite and the
-proposals, in one transaction. Any error before that commit leaves nothing behind.
+``Ingestor.prepare`` streams the file into a staged Parquet version (row ids 0..n-1), runs the
+dataset's suite (or, for its first version, one inferred from it) over the staged file, and has
+the detector propose tags. The command that ingests then commits the version in one
+transaction with its state (``active``, or ``quarantined`` when the suite failed), its
+validation result, the inferred suite, the proposals and its events. Any error before that
+commit leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from govern.catalog.service import (
     Admission,
     Catalog,
     DatasetInfo,
+    Staged,
     StagedVersion,
     TagProposal,
 )
@@ -30,7 +32,7 @@ from govern.quality.store import QualityStore
 from govern.quality.suite import infer_suite, types_of
 from govern.quality.validate import ValidationReport, validate_file
 
-__all__ = ["IngestResult", "Ingestor", "Progress"]
+__all__ = ["IngestResult", "Ingestor", "PreparedIngest", "Progress"]
 
 # progress(stage, done, total): stage is "write" (rows or bytes), "validate" (rows), "detect".
 Progress = Callable[[str, int, int], None]
@@ -54,6 +56,17 @@ class IngestResult:
     format: str
 
 
+@dataclass(frozen=True)
+class PreparedIngest:
+    """A staged, validated and tagged upload, ready to commit."""
+
+    staged: Staged
+    report: ValidationReport
+    proposals: tuple[TagProposal, ...]
+    suite_inferred: bool
+    format: str
+
+
 @dataclass
 class Ingestor:
     catalog: Catalog
@@ -61,7 +74,7 @@ class Ingestor:
     detector: SensitiveDataDetector
     chunk_rows: int = 1_000_000
 
-    def ingest(
+    def prepare(
         self,
         name: str,
         path: Path,
@@ -72,7 +85,7 @@ class Ingestor:
         description: str = "",
         unique_columns: Sequence[str] = (),
         progress: Progress | None = None,
-    ) -> IngestResult:
+    ) -> PreparedIngest:
         validate_dataset_name(name)
         for c in unique_columns:
             validate_column_name(c)
@@ -119,9 +132,8 @@ class Ingestor:
             if progress:
                 progress("detect", 1, 1)
             outcome.update(report=report, proposals=tuple(proposals), inferred=existing is None)
-            # Committed unserved: the gateway applies erasure requests and logs it first.
             return Admission(
-                state="pending",
+                state="active" if report.success else "quarantined",
                 proposals=proposals,
                 on_commit=self.quality.recorder(
                     None if existing is not None else suite,
@@ -132,14 +144,14 @@ class Ingestor:
             )
 
         reader = pa.RecordBatchReader.from_batches(up.schema, _counted(up, progress))
-        info = self.catalog.register_version(
+        staged = self.catalog.stage_version(
             name, reader, subject_column, description=description, admit=admit
         )
         report = outcome["report"]
         proposals = outcome["proposals"]
         assert isinstance(report, ValidationReport)
         assert isinstance(proposals, tuple)
-        return IngestResult(info, report, proposals, bool(outcome["inferred"]), up.format)
+        return PreparedIngest(staged, report, proposals, bool(outcome["inferred"]), up.format)
 
     def _previous(self, name: str) -> DatasetInfo | None:
         try:

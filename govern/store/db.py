@@ -1,18 +1,33 @@
-"""The database handle: engine, sessions, and the mapping of driver failures to govern errors."""
+"""The database handle: engine, sessions, transactions, and the mapping of driver failures to
+govern errors.
+
+A *guarded* database (the one a Gateway opens) refuses every INSERT, UPDATE and DELETE that does
+not run inside a named writer's transaction (``transaction(writer)``): the command path
+(``command``, which writes an event with every change, invariant 7) and the access log's own
+bookkeeping (``ledger``: entries, tree nodes, checkpoints; ``provenance``: the row ids a read
+delivered, covered by the read's entries). So a change that skips the command path fails in
+tests and in production instead of going unlogged.
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Literal
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from govern.errors import StoreUnavailable
+from govern.errors import GovernError, StoreUnavailable, UnloggedWrite
 
-__all__ = ["Database", "store_errors"]
+__all__ = ["Database", "Writer", "store_errors"]
+
+Writer = Literal["command", "ledger", "provenance"]
+_WRITER_KEY = "govern.writer"
+_DML = ("INSERT", "UPDATE", "DELETE", "REPLAC", "UPSERT")
 
 
 @contextmanager
@@ -33,20 +48,80 @@ def store_errors() -> Iterator[None]:
 class Database:
     """One engine per process; sessions are short and explicit."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, guarded: bool = False) -> None:
         self.url = url
         self.engine: Engine = _make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._local = threading.local()
+        self.guarded = guarded
+        if guarded:
+            event.listen(self.engine, "before_cursor_execute", _refuse_unlogged_writes)
 
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
+    @property
+    def in_transaction(self) -> Writer | None:
+        """The writer whose transaction this thread is in, if any."""
+        writer: Writer | None = getattr(self._local, "writer", None)
+        return writer
+
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A transaction: committed when the block ends, rolled back on any error."""
+        """A transaction: committed when the block ends, rolled back on any error. Inside a
+        ``transaction`` on this thread it joins that transaction instead, which commits or
+        rolls back as a whole."""
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            with (
+                store_errors(),
+                Session(
+                    bind=conn, join_transaction_mode="rollback_only", expire_on_commit=False
+                ) as session,
+            ):
+                yield session
+                session.commit()  # flushes; the connection's transaction stays open
+            return
         with store_errors(), self._sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def transaction(self, writer: Writer) -> Iterator[Connection]:
+        """One transaction on this thread, which every ``session()`` and ``begin()`` on the
+        thread joins until it ends; committed when the block ends. On SQLite it takes the
+        write lock at once (BEGIN IMMEDIATE), so reads inside it never go stale before its
+        writes."""
+        if getattr(self._local, "conn", None) is not None:
+            raise GovernError("store transactions do not nest")
+        with store_errors(), self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.begin()
+            conn.info[_WRITER_KEY] = writer
+            self._local.conn, self._local.writer = conn, writer
+            try:
+                yield conn
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                self._local.conn = self._local.writer = None
+                conn.info.pop(_WRITER_KEY, None)
+
+    @contextmanager
+    def begin(self, writer: Writer) -> Iterator[Connection]:
+        """A Core connection in a transaction: this thread's open ``transaction`` if any
+        (committed with it), else a new one as ``writer``."""
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            with store_errors():
+                yield conn
+            return
+        with self.transaction(writer) as new:
+            yield new
 
     def ping(self) -> None:
         with store_errors(), self.engine.connect() as conn:
@@ -54,6 +129,14 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _refuse_unlogged_writes(conn: Connection, cursor: Any, statement: str, *_: Any) -> None:
+    if conn.info.get(_WRITER_KEY) is None and statement.lstrip()[:6].upper() in _DML:
+        raise UnloggedWrite(
+            "a change reached the store outside the command path; it was refused",
+            details={"statement": statement.lstrip()[:60]},
+        )
 
 
 def _make_engine(url: str) -> Engine:

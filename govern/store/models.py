@@ -201,6 +201,10 @@ class LedgerEntry(Base):
     idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     leaf: Mapped[bytes] = mapped_column(LargeBinary)
     kind: Mapped[str] = mapped_column(String(32), index=True)
+    # Copies of the leaf's actor and object, so the log is searched without parsing leaves;
+    # the leaf is what proofs cover.
+    actor: Mapped[str | None] = mapped_column(String(200), index=True, nullable=True)
+    object: Mapped[str | None] = mapped_column(String(300), index=True, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -294,13 +298,17 @@ class RunShard(Base):
 class ErasureRequest(Base):
     __tablename__ = "erasure_requests"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    subject_id: Mapped[str] = mapped_column(String(200), index=True)
+    # In clear only until the request completes (invariant 8); the commitment stays.
+    subject_id: Mapped[str | None] = mapped_column(String(200), index=True, nullable=True)
+    subject_commitment: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)
     datasets: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     legal_basis: Mapped[str] = mapped_column(String(200))
     state: Mapped[str] = mapped_column(String(32))
     excluded_rows: Mapped[int] = mapped_column(BigInteger, default=0)
     requested_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # When the request completed (its cleartext subject id was removed then).
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class ErasureExclusion(Base):

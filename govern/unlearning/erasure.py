@@ -1,10 +1,16 @@
 """Erasure requests (invariant 5: no row of the subject is served again, from any version,
-once the request is accepted).
+once the request is accepted; invariant 8: the subject is kept in clear only until then).
 
 Accepting a request finds the subject's row ids in every version of the named datasets (all
 of them by default) and stores them as one roaring bitmap per version, in the same transaction
-as the request. Every read asks the store for a version's exclusions (``excluded``), so the
-effect is immediate for every gateway process sharing the store, with no cache to go stale.
+as the request and its log entry. Every read asks the store for a version's exclusions
+(``excluded``), so the effect is immediate for every gateway process sharing the store, with no
+cache to go stale.
+
+A request is keyed by the subject's commitment (``govern.events.commitment``), never by the id
+itself: the id in clear is stored only while the request has work left, and removed when it
+completes. Versions registered later are matched against the commitments of every request,
+so a request keeps holding after its cleartext is gone.
 """
 
 from __future__ import annotations
@@ -21,14 +27,17 @@ from sqlalchemy import select
 
 from govern.catalog import ROW_ID, Catalog, DatasetInfo, parquet_source, validate_dataset_name
 from govern.errors import BadRequest, NotFound
+from govern.events.commitment import Commitments
 from govern.jobs.rollup import roll_up
 from govern.jobs.service import JobInfo, jobs_by_request
-from govern.policy import rowfilter
+from govern.plan import rowfilter
+from govern.provenance import SubjectLookup, SubjectRun
 from govern.provenance.bitmaps import from_bytes, to_bytes
+from govern.provenance.store import ProvenanceStore
 from govern.store.db import Database
-from govern.store.models import ErasureExclusion, ErasureRequest
+from govern.store.models import ErasureExclusion, ErasureRequest, utcnow
 
-__all__ = ["ErasureInfo", "ErasureService"]
+__all__ = ["Completed", "ErasureInfo", "ErasureService", "request_id"]
 
 _MAX_SUBJECT = 200
 
@@ -36,7 +45,9 @@ _MAX_SUBJECT = 200
 @dataclass(frozen=True)
 class ErasureInfo:
     id: str
-    subject_id: str
+    # None once the request has completed (only the commitment is kept).
+    subject_id: str | None
+    subject_commitment: str
     datasets: tuple[str, ...] | None
     legal_basis: str
     state: str
@@ -44,29 +55,75 @@ class ErasureInfo:
     created: bool = False
     # Why the state is what it is (rolled up from the request's jobs, govern.jobs.rollup).
     message: str = ""
+    # How many dataset versions had rows withdrawn.
+    versions: int = 0
 
 
-def request_id(subject_id: str, datasets: Sequence[str] | None) -> str:
-    """The same subject and scope give the same id, which makes repeated requests idempotent."""
-    key = json.dumps([subject_id, sorted(datasets) if datasets is not None else None])
+@dataclass(frozen=True)
+class Completed:
+    """A request that has just completed, with the number of jobs it took."""
+
+    id: str
+    subject_commitment: str
+    jobs: int
+
+
+def request_id(commitment: str, datasets: Sequence[str] | None) -> str:
+    """The same subject and scope give the same id, which makes repeated requests idempotent;
+    built from the commitment, so the id reveals nothing about the subject either."""
+    key = json.dumps([commitment, sorted(datasets) if datasets is not None else None])
     return "er-" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
 class ErasureService:
-    def __init__(self, db: Database, catalog: Catalog) -> None:
+    def __init__(self, db: Database, catalog: Catalog, commitments: Commitments) -> None:
         self.db = db
         self.catalog = catalog
+        self.commitments = commitments
+
+    def find(self, commitment: str, datasets: Sequence[str] | None) -> ErasureInfo | None:
+        """The request already made for this subject and scope, if any (by commitment, so
+        requests keyed on upgrade, whose ids were made differently, are found too)."""
+        names = _scope(datasets)
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(ErasureRequest).where(ErasureRequest.subject_commitment == commitment)
+            ).all()
+            rid = next((r.id for r in rows if r.datasets == names), None)
+        return self._get(rid) if rid is not None else None
+
+    def unkeyed(self) -> list[tuple[str, str]]:
+        """(request id, subject id) of requests made before commitments existed."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(ErasureRequest.id, ErasureRequest.subject_id).where(
+                    ErasureRequest.subject_commitment.is_(None)
+                )
+            ).all()
+        return [(str(rid), str(sid)) for rid, sid in rows if sid is not None]
+
+    def set_commitment(self, rid: str, commitment: str) -> None:
+        with self.db.session() as s:
+            row = s.get(ErasureRequest, rid)
+            if row is None:
+                raise NotFound(f"no erasure request {rid[:64]!r}", details={"id": rid[:64]})
+            row.subject_commitment = commitment
 
     def request(
-        self, subject_id: str, datasets: Sequence[str] | None, legal_basis: str, by: str
+        self,
+        subject_id: str,
+        commitment: str,
+        datasets: Sequence[str] | None,
+        legal_basis: str,
+        by: str,
     ) -> ErasureInfo:
+        """Store a new request and the subject's row ids in every version in scope. Runs in
+        the command's transaction, so no version can be registered between the scan and the
+        commit."""
         if not subject_id or len(subject_id) > _MAX_SUBJECT or "\x00" in subject_id:
             raise BadRequest("subject_id must be 1-200 characters without NUL")
-        names = None if datasets is None else sorted({validate_dataset_name(d) for d in datasets})
-        rid = request_id(subject_id, names)
-        existing = self._get(rid)
-        if existing is not None:
-            return existing
+        names = _scope(datasets)
+        rid = request_id(commitment, names)
         infos = [
             v
             for name in (names or [d.name for d in self.catalog.all()])
@@ -78,13 +135,15 @@ class ErasureService:
             if (ids := _subject_rows(info, [(rid, subject_id)]).get(rid))
         ]
         total = sum(len(ids) for _, ids in found)
-        # Nothing to exclude and no jobs to run: the request is complete as soon as it is made.
+        # Nothing to exclude and no jobs to run: the request is complete as soon as it is made,
+        # and the subject id in clear is never stored.
         state = "excluded" if total else "completed"
         with self.db.session() as s:
             s.add(
                 ErasureRequest(
                     id=rid,
-                    subject_id=subject_id,
+                    subject_id=subject_id if total else None,
+                    subject_commitment=commitment,
                     datasets=names,
                     legal_basis=legal_basis,
                     state=state,
@@ -104,12 +163,14 @@ class ErasureService:
                 )
         return ErasureInfo(
             rid,
-            subject_id,
+            subject_id if total else None,
+            commitment,
             tuple(names) if names else None,
             legal_basis,
             state,
             total,
             created=True,
+            versions=len(found),
         )
 
     def get(self, rid: str) -> ErasureInfo:
@@ -129,17 +190,48 @@ class ErasureService:
             row = s.get(ErasureRequest, rid)
         return _info(row, jobs_by_request(self.db, [rid])[rid]) if row is not None else None
 
+    def scrub_if_completed(self, rid: str) -> Completed | None:
+        """If the request has just completed (its state rolls up to ``completed`` and it was
+        not marked so before), remove the subject id in clear and mark it. Runs in a command's
+        transaction; returns what completed, or None."""
+        jobs = jobs_by_request(self.db, [rid])[rid]
+        with self.db.session() as s:
+            row = s.get(ErasureRequest, rid)
+            if row is None or row.completed_at is not None:
+                return None
+            state, _ = roll_up(row.state, int(row.excluded_rows), jobs)
+            if state != "completed":
+                return None
+            row.subject_id = None
+            row.completed_at = utcnow()
+            return Completed(row.id, row.subject_commitment or "", len(jobs))
+
+    def affected_runs(self, rid: str, provenance: ProvenanceStore) -> list[SubjectRun]:
+        """The runs that received rows this request withdrew, from its stored exclusions: they
+        stay right after the background rewrite removed the rows from the files."""
+        lookup = SubjectLookup(provenance)
+        try:
+            return lookup.runs_reading(self.exclusions(rid))
+        finally:
+            lookup.close()
+
     def apply_to_version(self, info: DatasetInfo) -> int:
         """Apply every existing erasure request that covers ``info``'s dataset to this version
         (one registered after the requests): store its exclusions. Returns the rows excluded.
 
-        Ingestion calls this for each new version, before the version is served, so that a
-        request made earlier holds for data that arrives later. Idempotent: a request that
-        already has exclusions for the version is skipped.
+        The command that registers a version calls this in the same transaction, before the
+        version can be served. Requests still holding their subject id are matched by value;
+        completed ones by comparing commitments of the version's subject values. Idempotent: a
+        request that already has exclusions for the version is skipped.
         """
         with self.db.session() as s:
             requests = s.execute(
-                select(ErasureRequest.id, ErasureRequest.subject_id, ErasureRequest.datasets)
+                select(
+                    ErasureRequest.id,
+                    ErasureRequest.subject_id,
+                    ErasureRequest.subject_commitment,
+                    ErasureRequest.datasets,
+                )
             ).all()
             done = set(
                 s.scalars(
@@ -149,13 +241,24 @@ class ErasureService:
                 )
             )
         todo = [
-            (rid, subject)
-            for rid, subject, scope in requests
+            (rid, subject, commitment)
+            for rid, subject, commitment, scope in requests
             if rid not in done and (scope is None or info.name in scope)
         ]
         if not todo:
             return 0
-        found = _subject_rows(info, todo)
+        by_value = [(rid, subject) for rid, subject, _ in todo if subject is not None]
+        by_commitment = {c: rid for rid, subject, c in todo if subject is None and c}
+        if by_commitment:
+            values = _subject_values(info)
+            by_value += [
+                (by_commitment[c], value)
+                for c, value in self.commitments.subjects(values).items()
+                if c in by_commitment
+            ]
+        if not by_value:
+            return 0
+        found = _subject_rows(info, by_value)
         total = 0
         with self.db.session() as s:
             for rid, ids in found.items():
@@ -197,6 +300,25 @@ class ErasureService:
         return frozenset(union)
 
 
+def _scope(datasets: Sequence[str] | None) -> list[str] | None:
+    return None if datasets is None else sorted({validate_dataset_name(d) for d in datasets})
+
+
+def _subject_values(info: DatasetInfo) -> list[str]:
+    """The distinct subject ids of a version, as text."""
+    column = rowfilter.quote_identifier(info.subject_column)
+    sql = (
+        f"SELECT DISTINCT CAST({column} AS VARCHAR) AS s "  # noqa: S608
+        f"FROM {parquet_source(info.path)} WHERE {column} IS NOT NULL"
+    )
+    con = duckdb.connect(":memory:")
+    try:
+        values = con.sql(sql).to_arrow_table().column("s").to_pylist()
+    finally:
+        con.close()
+    return [str(v) for v in values]
+
+
 def _subject_rows(info: DatasetInfo, requests: Sequence[tuple[str, str]]) -> dict[str, BitMap]:
     """{request id: the version's row ids of the request's subject}, for many requests in one
     scan: the requests are joined to the version as an Arrow table, so no value reaches SQL."""
@@ -231,6 +353,7 @@ def _info(row: ErasureRequest, jobs: Sequence[JobInfo] = ()) -> ErasureInfo:
     return ErasureInfo(
         id=row.id,
         subject_id=row.subject_id,
+        subject_commitment=row.subject_commitment or "",
         datasets=tuple(row.datasets) if row.datasets is not None else None,
         legal_basis=row.legal_basis,
         state=state,

@@ -9,9 +9,10 @@ remaining rows keep their ``_row_id`` values, so provenance bitmaps, shard assig
 
 Reads stay correct throughout: a read that opened the old file keeps reading it (POSIX rename
 does not disturb open files), every read still applies the exclusions, and the new file holds
-none of the excluded rows. After the rename the ledger records the old and new SHA-256 and row
-counts (kind ``erasure.rewrite``) and the catalog row takes the new file's figures, keeping the
-registered ones in ``original_sha256``/``original_row_count``. A crash anywhere leaves the
+none of the excluded rows. After the rename the rewriter hands the outcome to the command layer,
+which stores it (the catalog row takes the new file's figures, keeping the registered ones in
+``original_sha256``/``original_row_count``) with its ``erasure.rewrite`` event, old and new
+SHA-256 and row counts, in one transaction. A crash anywhere leaves the
 exclusions pending, and a later pass redoes the rewrite: filtering a file that holds none of the
 rows again writes the same rows, so the work is idempotent.
 """
@@ -23,8 +24,8 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,13 +41,38 @@ from govern.provenance.bitmaps import from_bytes
 from govern.store.db import Database
 from govern.store.models import Dataset, DatasetVersion, ErasureExclusion
 
-__all__ = ["RewriteState", "Rewriter", "VersionRewrite", "rewrite_file"]
+__all__ = [
+    "RewriteOutcome",
+    "RewriteState",
+    "Rewriter",
+    "VersionRewrite",
+    "rewrite_file",
+    "store_outcome",
+]
 
 log = logging.getLogger(__name__)
 
-LogFn = Callable[[str, Mapping[str, Any], str], int]
-_ACTOR = "govern-rewrite"
 _BATCH_ROWS = 64_000
+
+
+@dataclass(frozen=True)
+class RewriteOutcome:
+    """What one pass did to one version's file; ``error`` set when the rewrite failed (then
+    ``message`` says why and the figures are zero)."""
+
+    version_id: int
+    dataset: str
+    version: int
+    exclusion_ids: tuple[int, ...]
+    requests: tuple[str, ...]
+    rows_registered: int
+    rows_before: int = 0
+    rows_after: int = 0
+    sha256_before: str = ""
+    sha256_after: str = ""
+    size: int = 0
+    error: str | None = None
+    message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,9 +164,11 @@ def _fsync_dir(folder: Path) -> None:
 
 
 class Rewriter:
-    def __init__(self, db: Database, log_event: LogFn | None = None) -> None:
+    def __init__(self, db: Database, record: Callable[[RewriteOutcome], None]) -> None:
+        """``record`` stores an outcome with its event (the command layer's
+        ``record_rewrite``)."""
         self.db = db
-        self._log = log_event
+        self._record = record
         self._lock = threading.Lock()
         # Failed rewrites are tried again once per process (e.g. after a full disk was freed).
         self._retried_failed = False
@@ -164,11 +192,11 @@ class Rewriter:
             retry_failed, self._retried_failed = not self._retried_failed, True
             done = []
             for version_id in self.pending_versions(include_failed=retry_failed):
-                self._rewrite(version_id)
+                self._record(self._rewrite(version_id))
                 done.append(version_id)
             return done
 
-    def _rewrite(self, version_id: int) -> None:
+    def _rewrite(self, version_id: int) -> RewriteOutcome:
         with self.db.session() as s:
             row = s.execute(
                 select(DatasetVersion, Dataset.name)
@@ -189,54 +217,24 @@ class Rewriter:
         excluded = BitMap()
         for _, _, blob, _ in exclusions:
             excluded |= from_bytes(bytes(blob))
-        todo = [ex_id for ex_id, _, _, state in exclusions if state != "done"]
-        requests = sorted({str(req) for _, req, _, state in exclusions if state != "done"})
+        outcome = RewriteOutcome(
+            version_id=version_id,
+            dataset=name,
+            version=int(version.version),
+            exclusion_ids=tuple(ex_id for ex_id, _, _, state in exclusions if state != "done"),
+            requests=tuple(sorted({str(r) for _, r, _, state in exclusions if state != "done"})),
+            rows_registered=rows_registered,
+            sha256_before=sha_before,
+        )
         try:
             before, after, sha_after, size = rewrite_file(path, excluded)
         except (OSError, pa.ArrowException) as exc:
             message = f"rewrite of {name} v{version.version} failed: {exc}"[:2000]
             log.warning("%s", message)
-            with self.db.session() as s:
-                s.execute(
-                    update(ErasureExclusion)
-                    .where(ErasureExclusion.id.in_(todo))
-                    .values(rewrite_state="failed", rewrite_message=message)
-                )
-            return
-        now = datetime.now(UTC)
-        if self._log is not None:
-            self._log(
-                "erasure.rewrite",
-                {
-                    "dataset": name,
-                    "version": version.version,
-                    "requests": requests,
-                    "rows_before": before,
-                    "rows_after": after,
-                    "sha256_before": sha_before,
-                    "sha256_after": sha_after,
-                },
-                _ACTOR,
-            )
-        with self.db.session() as s:
-            v = s.get(DatasetVersion, version_id)
-            assert v is not None
-            if v.original_sha256 is None:
-                v.original_sha256, v.original_row_count = sha_before, rows_registered
-            v.sha256, v.row_count, v.size_bytes, v.rewritten_at = sha_after, after, size, now
-            s.execute(
-                update(ErasureExclusion)
-                .where(ErasureExclusion.id.in_(todo))
-                .values(
-                    rewrite_state="done",
-                    rewrite_message=None,
-                    rewrite_sha256_before=sha_before,
-                    rewrite_sha256_after=sha_after,
-                    rewrite_rows_before=before,
-                    rewrite_rows_after=after,
-                    rewritten_at=now,
-                )
-            )
+            return replace(outcome, error=type(exc).__name__, message=message)
+        return replace(
+            outcome, rows_before=before, rows_after=after, sha256_after=sha_after, size=size
+        )
 
     def state(self, request_id: str) -> RewriteState:
         return self.states([request_id])[request_id]
@@ -273,3 +271,39 @@ class Rewriter:
             state = "failed" if "failed" in states else "pending" if "pending" in states else "done"
             out[rid] = RewriteState(state, tuple(versions))
         return out
+
+
+def store_outcome(db: Database, outcome: RewriteOutcome) -> None:
+    """Record a rewrite's outcome (inside the command's transaction)."""
+    with db.session() as s:
+        if outcome.error is not None:
+            s.execute(
+                update(ErasureExclusion)
+                .where(ErasureExclusion.id.in_(list(outcome.exclusion_ids)))
+                .values(rewrite_state="failed", rewrite_message=outcome.message)
+            )
+            return
+        now = datetime.now(UTC)
+        v = s.get(DatasetVersion, outcome.version_id)
+        assert v is not None
+        if v.original_sha256 is None:
+            v.original_sha256, v.original_row_count = outcome.sha256_before, outcome.rows_registered
+        v.sha256, v.row_count, v.size_bytes, v.rewritten_at = (
+            outcome.sha256_after,
+            outcome.rows_after,
+            outcome.size,
+            now,
+        )
+        s.execute(
+            update(ErasureExclusion)
+            .where(ErasureExclusion.id.in_(list(outcome.exclusion_ids)))
+            .values(
+                rewrite_state="done",
+                rewrite_message=None,
+                rewrite_sha256_before=outcome.sha256_before,
+                rewrite_sha256_after=outcome.sha256_after,
+                rewrite_rows_before=outcome.rows_before,
+                rewrite_rows_after=outcome.rows_after,
+                rewritten_at=now,
+            )
+        )

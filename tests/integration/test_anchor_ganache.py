@@ -14,10 +14,14 @@ import httpx
 import pytest
 
 from govern.gateway import Gateway
-from govern.ledger.anchor import Anchorer, open_chain
+from govern.gateway.commands import ANCHOR_ACTOR
+from govern.ledger.anchor import Anchorer, AnchorRecords, open_chain
 from govern.ledger.anchor.keys import create_chain_key
+from govern.ledger.checkpoint import verify_checkpoint
+from govern.ledger.service import Ledger
 from govern.ledger.verify import Bundle, LedgerVerificationError, verify_bundle
 from govern.settings import Settings, load_settings
+from govern.store import Database
 from govern.store.migrate import upgrade
 from tests.conftest import IN_CI, free_port, wait_for
 from tests.ledger_forgery import forge_history
@@ -26,6 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 GANACHE = REPO / "node_modules" / ".bin" / "ganache"
 GOVERN = str(Path(sys.executable).with_name("govern"))
 CHAIN_ID = 1337
+ACTOR = "tester"
 
 
 class Ganache:
@@ -109,6 +114,12 @@ def node(ganache_installed: None, tmp_path: Path) -> Iterator[tuple[Settings, Ga
     ganache.stop()
 
 
+def changes(gateway: Gateway, n: int) -> None:
+    """``n`` changes through the command layer, each logged with ``ACTOR``."""
+    for i in range(n):
+        gateway.commands.put_principal(f"p{i}", ["trainer"], {"i": i}, ACTOR)
+
+
 def govern(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
@@ -126,17 +137,32 @@ def test_anchor_on_ganache_then_verify(node: tuple[Settings, Ganache], tmp_path:
     settings, ganache = node
     gateway = Gateway.open(settings, anchor=True)
     try:
-        for i in range(12):
-            gateway.log("test.event", {"i": i}, "tester")
-        assert gateway.anchorer is not None
-        anchorer = gateway.anchorer
-        wait_for(lambda: anchorer.status().anchored_size == 12)
-        records = gateway.anchors.all()
-        assert records[-1].tree_size == 12
+        changes(gateway, 12)
+        # Each anchor is itself logged (ledger.anchor); those entries never call for another
+        # anchor, so the last anchor covers the log up to the last of the 12 changes.
+        mine = gateway.queries.ledger_entries(gateway.operator, actor=ACTOR)
+        assert len(mine) == 12
+        size = mine[-1].index + 1
+
+        def anchored() -> bool:
+            status = gateway.queries.anchor_status()
+            assert status is not None
+            return status.anchored_size == size
+
+        wait_for(anchored)
+        records = gateway.queries.anchors()
+        assert records[-1].tree_size == size
         assert {r.chain_id for r in records} == {CHAIN_ID}
         assert all(r.tx_hash.startswith("0x") and r.block_number >= 2 for r in records)
-        head = gateway.ledger.checkpoint_at(12)
-        assert head is not None
+        logged = gateway.queries.ledger_entries(gateway.operator, kind="ledger.anchor")
+        assert [e.entry["data"]["tree_size"] for e in logged] == [r.tree_size for r in records]
+        assert {e.entry["actor"] for e in logged} == {ANCHOR_ACTOR}
+        # A signed checkpoint at the anchored size, over the log's own root there.
+        vkey = gateway.queries.verifier_key()["vkey"]
+        notes = gateway.queries.bundle(gateway.operator).checkpoints
+        signed = {c.tree_size: c.root_hash for c in (verify_checkpoint(n, vkey) for n in notes)}
+        root = gateway.queries.root(size)
+        assert signed[size] == root == records[-1].root_hash
     finally:
         gateway.close()
 
@@ -144,7 +170,7 @@ def test_anchor_on_ganache_then_verify(node: tuple[Settings, Ganache], tmp_path:
     reader = open_chain(settings, read_only=True)
     try:
         assert reader.chain_id == CHAIN_ID
-        assert reader.lookup(12, records[-1].contract_address) == head.root_hash
+        assert reader.lookup(size, records[-1].contract_address) == root
     finally:
         reader.close()
 
@@ -179,30 +205,39 @@ def test_chain_down_then_back(ganache_installed: None, tmp_path: Path) -> None:
     settings = rpc_settings(home, f"http://127.0.0.1:{port}")
     upgrade(settings.resolved_database_url)
     gateway = Gateway.open(settings)
+    # An anchorer with a fast backoff, beside the gateway as a replica's would be: its own
+    # handle on the store and the log, recording its anchors through the gateway's command.
+    store = Database(settings.resolved_database_url, guarded=True)
+    ledger = Ledger(store, settings.keys_dir / "ledger.pem", settings.ledger_origin)
     anchorer = Anchorer(
-        lambda: gateway.ledger,
+        lambda: ledger,
         lambda: open_chain(settings),
-        gateway.anchors,
+        AnchorRecords(store),
+        record=gateway.commands.record_anchor,
         every_entries=5,
         every_seconds=0.3,
         backoff_initial=0.1,
         backoff_max=0.5,
         poll_seconds=0.02,
     )
-    gateway.anchorer = anchorer
     ganache: Ganache | None = None
     try:
         anchorer.start()
-        for i in range(6):
-            gateway.log("test.event", {"i": i}, "tester")
+        changes(gateway, 6)
         wait_for(lambda: anchorer.status().failures >= 2)
         assert anchorer.status().lag_entries == 6
+        assert gateway.queries.anchors() == []
         ganache = Ganache(port, account.key.to_0x_hex())  # the node comes up
         wait_for(lambda: anchorer.status().anchored_size == 6)
         st = anchorer.status()
         assert st.chain_up and st.lag_entries == 0 and st.consecutive_failures == 0
-        bundle = gateway.ledger.bundle()
-        bundle.anchors = [a.ref() for a in gateway.anchors.all()]
+        # The anchor was recorded with its event, which calls for no further anchor.
+        (logged,) = gateway.queries.ledger_entries(gateway.operator, kind="ledger.anchor")
+        assert logged.index == 6 and logged.entry["data"]["tree_size"] == 6
+        assert gateway.queries.log_size() == 7
+        assert anchorer.status().lag_entries == 0 and anchorer.anchor_now() is None
+        bundle = gateway.queries.bundle(gateway.operator)  # anchors included
+        assert [a.tree_size for a in bundle.anchors] == [6]
         chain = open_chain(settings, read_only=True)
         try:
             assert verify_bundle(bundle, chain).anchors_on_chain == 1
@@ -214,6 +249,9 @@ def test_chain_down_then_back(ganache_installed: None, tmp_path: Path) -> None:
         finally:
             chain.close()
     finally:
+        anchorer.stop()
+        ledger.close()
+        store.dispose()
         gateway.close()
         if ganache is not None:
             ganache.stop()

@@ -12,12 +12,12 @@ from fastapi.testclient import TestClient
 from govern.api import create_app
 from govern.gateway import Gateway
 from govern.settings import load_settings
-from tests.conftest import TokenFactory, auth
+from tests.conftest import TEST_ACTOR, TokenFactory, auth
 
 
 def _register(gateway: Gateway) -> None:
     t = pa.table({"uid": ["a", "b"], "email": ["a@x.org", "b@x.org"], "n": [1, 2]})
-    gateway.catalog.register_version("people", t, "uid", tags={"email": ["pii.email"]})
+    gateway.commands.register_dataset("people", t, "uid", TEST_ACTOR, tags={"email": ["pii.email"]})
 
 
 def test_health_readiness_metrics_and_openapi(client: TestClient) -> None:
@@ -109,7 +109,7 @@ def test_malformed_and_oversized_bodies_are_refused_without_side_effects(
     assert r.status_code == 413 and r.json()["error"] == "payload_too_large"
     r = client.put("/v1/principals/x", json={"roles": ["wizard"]}, headers=admin)
     assert r.status_code == 422
-    assert [p.id for p in gateway.principals.all()] == ["a"]
+    assert [p.id for p in gateway.queries.principals()] == ["a"]
 
 
 def test_a_store_that_is_down_answers_503(tmp_path: Path) -> None:

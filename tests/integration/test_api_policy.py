@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import duckdb
 import pytest
 from fastapi.testclient import TestClient
 
 from govern.demo import load_demo
-from govern.gateway import Gateway
+from govern.engine import Engine
+from govern.gateway import DecisionRequest, Gateway
 from govern.policy.compiler import casbin_request
 from govern.policy.service import default_model_text
-from tests.conftest import auth
+from tests.conftest import TEST_ACTOR, auth
 
 
 @pytest.fixture
@@ -20,12 +22,12 @@ def demo(gateway: Gateway) -> Gateway:
 
 @pytest.fixture
 def trainer(demo: Gateway) -> dict[str, str]:
-    return auth(demo.tokens.issue("demo-trainer", "trainer"))
+    return auth(demo.commands.issue_token("demo-trainer", "trainer", TEST_ACTOR).token)
 
 
 @pytest.fixture
 def steward(demo: Gateway) -> dict[str, str]:
-    return auth(demo.tokens.issue("demo-steward", "steward"))
+    return auth(demo.commands.issue_token("demo-steward", "steward", TEST_ACTOR).token)
 
 
 def ask(dataset: str, purpose: str = "training", **extra: object) -> dict[str, object]:
@@ -56,16 +58,17 @@ def test_the_demo_trainer_gets_a_row_filter_and_masks(
 
 
 def test_the_plan_serves_exactly_the_rows_casbin_allows(demo: Gateway) -> None:
-    caller = demo.tokens.verify(demo.tokens.issue("demo-trainer", "trainer"))
-    from govern.gateway import DecisionRequest
-
-    plan = demo.decide(caller, DecisionRequest(dataset="patient_notes", purpose="training"))
-    info = demo.catalog.get("patient_notes")
-    served = set(demo.engine.table(info, plan).column("_row_id").to_pylist())
-    enforcer = demo.policy.current.enforcer()
+    token = demo.commands.issue_token("demo-trainer", "trainer", TEST_ACTOR).token
+    caller = demo.decider.authenticate(token)
+    plan = demo.decider.decide(caller, DecisionRequest(dataset="patient_notes", purpose="training"))
+    info = demo.queries.dataset("patient_notes")
+    engine = Engine()
+    try:
+        served = set(engine.table(info, plan).column("_row_id").to_pylist())
+    finally:
+        engine.close()
+    enforcer = demo.queries.policy().enforcer()
     subject = {**caller.principal.attributes, "id": caller.id, "role": "trainer"}
-    import duckdb
-
     rows = duckdb.sql(f"SELECT * FROM read_parquet('{info.path}')").fetchall()
     names = [c.name for c in info.columns] + ["_row_id"]
     allowed = set()
@@ -181,7 +184,7 @@ def test_a_new_set_swaps_in_and_an_empty_set_denies_everything(
 def test_simulation_reports_rows_gained_and_columns_unmasked(
     client: TestClient, steward: dict[str, str], demo: Gateway
 ) -> None:
-    rules = [list(r) for r in demo.policy.current.rules]
+    rules = [list(r) for r in demo.queries.policy().rules]
     # Drop the region condition and the identifier mask for trainers.
     rules[0][5] = "r.obj.consent_research == True"
     rules = [r for r in rules if not (r[0] == "p2" and r[3] == "pii.id")]

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import getpass
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from govern.errors import AuthError
+from govern.gateway import Gateway
+from govern.settings import load_settings
 
 GOVERN = str(Path(sys.executable).with_name("govern"))
 
 
-def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run(home: Path, *args: str, actor: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "GOVERN_HOME": str(home), "GOVERN_CONFIG": str(home / "none.toml")}
     env.pop("GOVERN_DATABASE_URL", None)
+    env.pop("GOVERN_CLI_ACTOR", None)
+    if actor is not None:
+        env["GOVERN_CLI_ACTOR"] = actor
     return subprocess.run(
         [GOVERN, *args], capture_output=True, text=True, env=env, timeout=120, check=False
     )
@@ -64,6 +74,68 @@ def test_principals_and_datasets_are_listed(home: Path) -> None:
     assert "bob" in r.stdout and "demo-trainer" in r.stdout
     r = run(home, "dataset", "list")
     assert "patient_notes" in r.stdout and "chat_logs" in r.stdout
+
+
+def test_access_changes_are_logged_under_the_cli_actor(tmp_path: Path) -> None:
+    h = tmp_path / "access"
+    assert run(h, "db", "upgrade").returncode == 0
+    r = run(h, "principal", "add", "carol", "--role", "trainer", "--attr", "region=eu")
+    assert r.returncode == 0, r.stderr
+    first = run(h, "token", "create", "--subject", "carol", "--role", "trainer")
+    assert first.returncode == 0, first.stderr
+    second = run(h, "token", "create", "--subject", "carol", "--role", "trainer")
+    assert second.returncode == 0, second.stderr
+    cli = "cli:" + getpass.getuser()
+
+    def logged() -> list[dict[str, Any]]:
+        gateway = Gateway.open(load_settings(home=h, config=h / "none.toml"))
+        try:
+            return [v.entry for v in gateway.queries.ledger_entries(gateway.operator)]
+        finally:
+            gateway.close()
+
+    entries = logged()
+    assert [(e["kind"], e["actor"]) for e in entries] == [
+        ("principal.put", cli),
+        ("token.issue", cli),
+        ("token.issue", cli),
+    ]
+    assert entries[0]["object"] == "principal:carol"
+    assert entries[0]["data"] == {
+        "id": "carol",
+        "roles": ["trainer"],
+        "attributes": {"region": "eu"},
+        "created": True,
+    }
+    jti = entries[1]["data"]["jti"]
+    assert entries[1]["object"] == f"token:{jti}"
+    assert (entries[1]["data"]["subject"], entries[1]["data"]["role"]) == ("carol", "trainer")
+    assert first.stdout.strip() not in json.dumps(entries)  # the id is logged, never the token
+
+    r = run(h, "token", "revoke", jti)
+    assert r.returncode == 0 and "revoked" in r.stderr
+    r = run(h, "token", "revoke", "--subject", "carol")
+    assert r.returncode == 0 and "revoked 1 token(s)" in r.stderr
+    r = run(h, "principal", "disable", "carol", actor="cli:ops")
+    assert r.returncode == 0 and "principal carol disabled" in r.stderr
+
+    entries = logged()[3:]
+    assert [(e["kind"], e["actor"], e["object"]) for e in entries] == [
+        ("token.revoke", cli, f"token:{jti}"),
+        ("token.revoke_all", cli, "principal:carol"),
+        ("principal.disable", "cli:ops", "principal:carol"),
+    ]
+    assert entries[0]["data"] == {"jti": jti, "subject": "carol"}
+    assert entries[1]["data"]["subject"] == "carol" and len(entries[1]["data"]["jtis"]) == 1
+    assert entries[1]["data"]["jtis"][0] != jti
+    gateway = Gateway.open(load_settings(home=h, config=h / "none.toml"))
+    try:
+        assert gateway.queries.principal("carol").disabled
+        for token in (first.stdout.strip(), second.stdout.strip()):
+            with pytest.raises(AuthError):
+                gateway.decider.authenticate(token)
+    finally:
+        gateway.close()
 
 
 def test_ledger_verify_fails_and_names_the_index_after_a_database_edit(home: Path) -> None:

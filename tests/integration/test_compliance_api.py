@@ -5,14 +5,17 @@ model is tested in test_compliance_model.py."""
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from govern.api import create_app
 from govern.compliance.model.base import NoModel
 from govern.gateway import Gateway
-from tests.conftest import auth
+from tests.conftest import TEST_ACTOR, auth, raw_store
 from tests.unit.compliance.test_rules import REQUIRED
 from tests.unit.flight.serving import load_small_demo
 
@@ -20,21 +23,22 @@ from tests.unit.flight.serving import load_small_demo
 @pytest.fixture
 def demo(gateway: Gateway) -> Gateway:
     load_small_demo(gateway)
-    assert gateway.compliance.models is not None
-    gateway.compliance.models.set(NoModel())  # a model backend that is down
+    models = gateway.queries.language_model()
+    assert models is not None
+    models.set(NoModel())  # a model backend that is down
     return gateway
 
 
 def officer(gateway: Gateway) -> dict[str, str]:
-    return auth(gateway.tokens.issue("demo-compliance", "compliance"))
+    return auth(gateway.commands.issue_token("demo-compliance", "compliance", TEST_ACTOR).token)
 
 
 def trainer(gateway: Gateway) -> dict[str, str]:
-    return auth(gateway.tokens.issue("demo-trainer", "trainer"))
+    return auth(gateway.commands.issue_token("demo-trainer", "trainer", TEST_ACTOR).token)
 
 
 def auditor(gateway: Gateway) -> dict[str, str]:
-    return auth(gateway.tokens.issue("demo-auditor", "auditor"))
+    return auth(gateway.commands.issue_token("demo-auditor", "auditor", TEST_ACTOR).token)
 
 
 def assess(client: TestClient, headers: dict[str, str], **body: Any) -> Any:
@@ -84,9 +88,15 @@ def test_a_clear_violation_is_non_compliant_logged_and_denies_the_plan(
     assert v["verdict"] == "non_compliant" and v["confidence"] == 1.0
     assert "art9_condition = 'none'" in v["rationale"]
     assert any("health" in e for e in v["evidence"])  # the catalog's tags
-    entry, _ = demo.ledger.entry(body["log_index"])
+    entry = demo.queries.ledger_entry(demo.operator, body["log_index"]).entry
     assert entry["kind"] == "compliance.assessment" and entry["data"]["id"] == body["id"]
+    assert entry["actor"] == "demo-compliance"
+    assert entry["object"] == f"assessment:{body['id']}"
     assert entry["data"]["verdicts"][0]["verdict"] == "non_compliant"
+    # The facts stay in the store; the log keeps their names and a digest, never their values.
+    assert entry["data"]["fact_names"] == ["art9_condition", "gdpr_scope"]
+    assert len(entry["data"]["facts_digest"]) == 64
+    assert "facts" not in entry["data"] and '"none"' not in json.dumps(entry["data"])
 
     plan = decide(client, demo)
     assert plan["decision"] == "deny"
@@ -134,13 +144,24 @@ def test_needs_review_adds_an_obligation_and_a_reviewers_decision_takes_effect(
     assert r.status_code == 200, r.text
     decided = r.json()
     assert decided["state"] == "decided" and decided["reviewer"] == "demo-compliance"
-    entry, _ = demo.ledger.entry(decided["log_index"])
+    entry = demo.queries.ledger_entry(demo.operator, decided["log_index"]).entry
     assert entry["kind"] == "compliance.review" and entry["data"]["verdict"] == "non_compliant"
+    assert entry["actor"] == "demo-compliance" and entry["data"]["id"] == rid
+    assert entry["object"] == f"review:{rid}"
+    # The note stays in the store; the log keeps its length only.
+    assert entry["data"]["note_chars"] == len("no balancing test on file")
+    assert "note" not in entry["data"] and "balancing" not in json.dumps(entry)
     assert rid not in {x["id"] for x in client.get("/v1/reviews", headers=auditor(demo)).json()}
 
     plan = decide(client, demo, "chat_logs")
     assert plan["decision"] == "deny"
-    assert any("no balancing test on file" in r for r in plan["reasons"])
+    # The reason names the reviewer and the review, never the note (it may quote personal data).
+    assert any(
+        "gdpr-art6-lawful-basis is non_compliant" in r
+        and f"reviewed by demo-compliance ({rid})" in r
+        for r in plan["reasons"]
+    ), plan["reasons"]
+    assert not any("balancing" in r for r in plan["reasons"])
 
     again = client.post(f"/v1/reviews/{rid}", json={"verdict": "compliant"}, headers=officer(demo))
     assert again.status_code == 409
@@ -206,7 +227,7 @@ def test_empty_and_100_kb_descriptions_never_come_out_compliant_with_the_model_d
     (v,) = long["verdicts"]
     assert v["verdict"] == "needs_review"  # the model that would read it is down
     assert any("truncated for the model" in e for e in v["evidence"])
-    entry, _ = demo.ledger.entry(long["log_index"])
+    entry = demo.queries.ledger_entry(demo.operator, long["log_index"]).entry
     assert entry["data"]["description_chars"] == len(big.strip()) or entry["data"][
         "description_chars"
     ] == len(big)
@@ -232,23 +253,34 @@ def test_another_replicas_verdicts_reach_decisions_within_the_refresh_interval(
 
     other = Gateway.open(demo.settings.model_copy(update={"compliance_refresh_seconds": 0.2}))
     try:
-        caller = Caller(other.principals.get("demo-trainer"), "trainer", "test")
+        caller = Caller(other.queries.principal("demo-trainer"), "trainer", "test")
         req = DecisionRequest(dataset="chat_logs", purpose="training")
-        assert other.decide(caller, req).allowed  # its table is now cached
+        assert other.decider.decide(caller, req).allowed  # its table is now cached
         assess(client, officer(demo), dataset="chat_logs", purpose="training",
                rules=["gdpr-art6-lawful-basis"], facts={"legal_basis": "none"})  # fmt: skip
-        wait_for(lambda: not other.decide(caller, req).allowed, timeout=10)
+        wait_for(lambda: not other.decider.decide(caller, req).allowed, timeout=10)
     finally:
         other.close()
 
 
-def test_verdicts_that_cannot_be_read_deny_the_plan(demo: Gateway, client: TestClient) -> None:
-    assert decide(client, demo)["decision"] == "allow"
-    # The verdict table is lost (the refresh interval is waived): fail closed, with the reason.
-    with demo.db.engine.begin() as conn:
-        conn.exec_driver_sql("DROP TABLE reviews")
-    demo.compliance.invalidate()
-    plan = decide(client, demo)
-    assert plan["decision"] == "deny"
-    assert plan["row_filter"] is None and plan["columns"] == {}
-    assert any(r.startswith("compliance verdicts unavailable") for r in plan["reasons"])
+def test_verdicts_that_cannot_be_read_deny_the_plan(demo: Gateway) -> None:
+    # A gateway over the same store whose cached verdicts go stale at once, served over REST.
+    refresh = 0.05
+    other = Gateway.open(demo.settings.model_copy(update={"compliance_refresh_seconds": refresh}))
+    try:
+        with TestClient(create_app(other, close_on_shutdown=False)) as client:
+            assert decide(client, demo)["decision"] == "allow"  # its table is now cached
+            # The verdict table is lost (the store's own schema, so no command can do this).
+            store = raw_store(demo)
+            try:
+                with store.engine.begin() as conn:
+                    conn.exec_driver_sql("DROP TABLE reviews")
+            finally:
+                store.dispose()
+            time.sleep(refresh * 2)  # past the refresh interval: the table must be re-read
+            plan = decide(client, demo)
+            assert plan["decision"] == "deny"
+            assert plan["row_filter"] is None and plan["columns"] == {}
+            assert any(r.startswith("compliance verdicts unavailable") for r in plan["reasons"])
+    finally:
+        other.close()

@@ -22,7 +22,7 @@ from govern.gateway import Gateway
 from govern.resources import policies_dir
 from govern.settings import load_settings
 from govern.store.migrate import upgrade
-from tests.conftest import auth
+from tests.conftest import TEST_ACTOR, auth
 from tests.unit.compliance.model.fixtures import local_model
 
 __all__ = ["local_model"]
@@ -103,8 +103,8 @@ def test_a_model_that_cannot_load_gives_needs_review_through_the_api(tmp_path: P
     upgrade(settings.resolved_database_url)
     gateway = Gateway.open(settings)
     try:
-        gateway.principals.upsert("officer", ["compliance"], {})
-        headers = auth(gateway.tokens.issue("officer", "compliance"))
+        gateway.commands.put_principal("officer", ["compliance"], {}, TEST_ACTOR)
+        headers = auth(gateway.commands.issue_token("officer", "compliance", TEST_ACTOR).token)
         with TestClient(create_app(gateway, close_on_shutdown=False)) as client:
             body = {
                 "purpose": "training",

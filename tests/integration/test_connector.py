@@ -3,9 +3,7 @@ ranks) and Hugging Face adapters, and the reference trainer."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,17 +19,24 @@ from pyroaring import BitMap
 from torch.utils.data import DataLoader
 
 from govern.catalog import ROW_ID
+from govern.engine import Engine
 from govern.flight import FlightServer
 from govern.gateway import DecisionRequest, Gateway
+from tests.conftest import TEST_ACTOR
+from tests.reference_trainer import reference_trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def client(gateway: Gateway, server: FlightServer) -> Iterator[govern_connect.Client]:
-    token = gateway.tokens.issue("demo-trainer", "trainer")
+    token = trainer_token(gateway)
     with govern_connect.connect(server.location, token) as c:
         yield c
+
+
+def trainer_token(gateway: Gateway) -> str:
+    return gateway.commands.issue_token("demo-trainer", "trainer", TEST_ACTOR).token
 
 
 def ids(rows: pa.Table | list[dict[str, Any]]) -> BitMap:
@@ -41,13 +46,17 @@ def ids(rows: pa.Table | list[dict[str, Any]]) -> BitMap:
 
 
 def expected(gateway: Gateway, dataset: str, purpose: str = "training") -> pa.Table:
-    caller = gateway.tokens.verify(gateway.tokens.issue("demo-trainer", "trainer"))
-    plan = gateway.decide(caller, DecisionRequest(dataset, purpose))
-    return gateway.engine.table(gateway.catalog.get(dataset), plan)
+    caller = gateway.decider.authenticate(trainer_token(gateway))
+    plan = gateway.decider.decide(caller, DecisionRequest(dataset, purpose))
+    engine = Engine()
+    try:
+        return engine.table(gateway.queries.dataset(dataset), plan)
+    finally:
+        engine.close()
 
 
 def recorded(gateway: Gateway, run_id: str, dataset: str) -> BitMap:
-    return gateway.provenance.row_ids(run_id, gateway.catalog.get(dataset).version_id)
+    return gateway.queries.run_rows(run_id, gateway.queries.dataset(dataset).version_id)
 
 
 def test_read_reader_and_duckdb_agree_with_the_plan(
@@ -93,7 +102,7 @@ def test_errors_carry_the_json_body(gateway: Gateway, server: FlightServer) -> N
         "message": "invalid token",
         "details": {"reason": "invalid"},
     }
-    token = gateway.tokens.issue("demo-trainer", "trainer")
+    token = trainer_token(gateway)
     with govern_connect.connect(server.location, token) as c:
         with pytest.raises(flight.FlightServerError) as missing:
             c.read("events", purpose="training")
@@ -133,7 +142,7 @@ def test_torch_dataset_shards_across_ranks(
     for rank in range(2):
         data = GovernIterableDataset(
             client.url,
-            gateway.tokens.issue("demo-trainer", "trainer"),
+            trainer_token(gateway),
             "events",
             purpose="training",
             run_id="ranks",
@@ -189,28 +198,17 @@ def test_hf_dataset_and_iterable_dataset(gateway: Gateway, client: govern_connec
 # -- the reference trainer ------------------------------------------------------------------
 
 
-def _example() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "train_reference", ROOT / "examples" / "train_reference.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["train_reference"] = module  # spawned DataLoader workers import it by name
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_reference_trainer_learns_and_its_run_is_recorded(
     gateway: Gateway, server: FlightServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    token = gateway.tokens.issue("demo-trainer", "trainer")
-    result = _example().main(
+    token = trainer_token(gateway)
+    result = reference_trainer().main(
         ["--flight-url", server.location, "--token", token, "--run-id", "ref-1", "--epochs", "4"]
     )
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
     assert result["loss"][-1] < result["loss"][0]
     assert result["held_out_accuracy"] > 0.5
-    reads = gateway.provenance.reads("ref-1")
+    _, reads = gateway.queries.run(gateway.operator, "ref-1")
     assert [(r.dataset, r.row_count) for r in reads] == [
         ("patient_notes", expected(gateway, "patient_notes").num_rows)
     ]

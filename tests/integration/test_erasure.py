@@ -9,13 +9,15 @@ import duckdb
 import govern_connect
 from fastapi.testclient import TestClient
 
+from govern.events.commitment import Commitments
 from govern.gateway import Gateway
-from tests.conftest import auth
+from govern.unlearning.erasure import request_id
+from tests.conftest import TEST_ACTOR, auth
 from tests.unit.flight.serving import flight_server, load_small_demo
 
 
 def subject_of_rows(gateway: Gateway) -> dict[int, str]:
-    info = gateway.catalog.get("patient_notes")
+    info = gateway.queries.dataset("patient_notes")
     rows = duckdb.sql(f"SELECT _row_id, patient_id FROM read_parquet('{info.path}')").fetchall()
     return {int(r): str(p) for r, p in rows}
 
@@ -25,8 +27,8 @@ def test_an_erased_subject_is_never_served_again_and_its_runs_are_found(
 ) -> None:
     load_small_demo(gateway)
     owner = subject_of_rows(gateway)
-    trainer = gateway.tokens.issue("demo-trainer", "trainer")
-    officer = auth(gateway.tokens.issue("demo-compliance", "compliance"))
+    trainer = gateway.commands.issue_token("demo-trainer", "trainer", TEST_ACTOR).token
+    officer = auth(gateway.commands.issue_token("demo-compliance", "compliance", TEST_ACTOR).token)
     with flight_server(gateway) as server:
         reader = govern_connect.connect(server.location, trainer)
         before = reader.read("patient_notes", purpose="training", run_id="run-a")
@@ -62,8 +64,28 @@ def test_an_erased_subject_is_never_served_again_and_its_runs_are_found(
     assert again.status_code == 200 and again.json()["id"] == body["id"]
     got = client.get(f"/v1/erasure-requests/{body['id']}", headers=officer).json()
     assert got["excluded_rows"] == everywhere
-    kinds = [e for _, e in gateway.ledger.leaves(0, 10_000)]
-    assert any(b'"erasure.request"' in leaf for leaf in kinds)
+    # The subject id in clear is kept only until the request completes; the commitment stays.
+    commitment = Commitments(gateway.settings.commitment_key_bytes).subject(subject)
+    assert body["subject_id"] is None and got["subject_id"] is None
+    assert got["subject_commitment"] == body["subject_commitment"] == commitment
+
+    # The log holds the request (once: the second was the same request), its plan (no job
+    # needed) and its completion, with the subject as its commitment only, never in clear.
+    ref = f"erasure:{body['id']}"
+    entries = gateway.queries.ledger_entries(gateway.operator, limit=10_000)
+    assert [e.entry["kind"] for e in entries if e.entry["object"] == ref] == [
+        "erasure.request",
+        "job.enqueue",
+        "erasure.complete",
+    ]
+    request, planned, complete = (e.entry for e in entries if e.entry["object"] == ref)
+    assert request["actor"] == planned["actor"] == complete["actor"] == "demo-compliance"
+    assert planned["data"]["jobs"] == []
+    assert request["data"]["subject_commitment"] == commitment
+    assert request["data"]["excluded_rows"] == everywhere
+    assert "subject_id" not in request["data"]
+    assert complete["data"]["subject_commitment"] == commitment
+    assert not any(subject.encode() in e.leaf for e in entries)
 
 
 def test_unknown_subjects_complete_at_once_and_only_officers_may_erase(
@@ -72,15 +94,24 @@ def test_unknown_subjects_complete_at_once_and_only_officers_may_erase(
     load_small_demo(gateway)
     body = {"subject_id": "nobody-at-all", "datasets": ["chat_logs"], "legal_basis": "ccpa"}
     r = client.post(
-        "/v1/erasure-requests", json=body, headers=auth(gateway.tokens.issue("demo-admin", "admin"))
+        "/v1/erasure-requests",
+        json=body,
+        headers=auth(gateway.commands.issue_token("demo-admin", "admin", TEST_ACTOR).token),
     )
     assert r.status_code == 202
     assert (r.json()["state"], r.json()["excluded_rows"]) == ("completed", 0)
-    trainer = auth(gateway.tokens.issue("demo-trainer", "trainer"))
+    # Nothing was found, so the subject id in clear was never kept.
+    assert r.json()["subject_id"] is None
+    commitment = Commitments(gateway.settings.commitment_key_bytes).subject("nobody-at-all")
+    assert r.json()["subject_commitment"] == commitment
+    assert r.json()["id"] == request_id(commitment, ["chat_logs"])
+    trainer = auth(gateway.commands.issue_token("demo-trainer", "trainer", TEST_ACTOR).token)
     assert client.post("/v1/erasure-requests", json=body, headers=trainer).status_code == 403
     bad = {**body, "datasets": ["../etc"]}
     r = client.post(
-        "/v1/erasure-requests", json=bad, headers=auth(gateway.tokens.issue("demo-admin", "admin"))
+        "/v1/erasure-requests",
+        json=bad,
+        headers=auth(gateway.commands.issue_token("demo-admin", "admin", TEST_ACTOR).token),
     )
     assert r.status_code == 400 and r.json()["error"] == "bad_request"
     assert client.get("/v1/erasure-requests/er-nope", headers=trainer).status_code == 403

@@ -22,10 +22,10 @@ import pytest
 from pyroaring import BitMap
 
 from govern.catalog import ROW_ID
+from govern.engine import Engine
 from govern.flight import FlightServer
 from govern.gateway import DecisionRequest, Gateway
-from govern.provenance import SubjectLookup
-from tests.conftest import free_port, wait_for
+from tests.conftest import TEST_ACTOR, free_port, wait_for
 from tests.unit.flight.serving import (
     EVENTS_RULES,
     demo_rules,
@@ -38,7 +38,7 @@ DEMO = ("patient_notes", "chat_logs", "code_corpus")
 
 @pytest.fixture
 def token(gateway: Gateway, server: FlightServer) -> str:
-    return gateway.tokens.issue("demo-trainer", "trainer")
+    return gateway.commands.issue_token("demo-trainer", "trainer", TEST_ACTOR).token
 
 
 def options(token: str | None) -> flight.FlightCallOptions:
@@ -64,6 +64,12 @@ def body(exc: BaseException) -> dict[str, Any]:
     return parsed
 
 
+def entries(gateway: Gateway, start: int = 0) -> list[dict[str, Any]]:
+    """The access log's entries from ``start`` on, as the local operator reads them."""
+    views = gateway.queries.ledger_entries(gateway.operator, start=start, limit=100_000)
+    return [v.entry for v in views]
+
+
 def ids(table: pa.Table) -> BitMap:
     return BitMap(table.column(ROW_ID).to_pylist())
 
@@ -74,22 +80,26 @@ def ids(table: pa.Table) -> BitMap:
 def test_each_demo_dataset_streams_exactly_what_the_plan_allows(
     gateway: Gateway, server: FlightServer, token: str
 ) -> None:
-    caller = gateway.tokens.verify(token)
-    for dataset in DEMO:
-        received = do_get(server, token, dataset=dataset, run_id="exact")
-        info = gateway.catalog.get(dataset)
-        plan = gateway.decide(caller, DecisionRequest(dataset, "training"))
-        expected = gateway.engine.table(info, plan)
-        assert received.num_rows == expected.num_rows > 0, dataset
-        assert received.sort_by(ROW_ID).equals(expected.sort_by(ROW_ID)), dataset
-        # Exactly the rows the Plan allows: fewer than the version holds (row filters).
-        assert received.num_rows < info.row_count
-        assert gateway.provenance.row_ids("exact", info.version_id) == ids(received)
+    caller = gateway.decider.authenticate(token)
+    engine = Engine()
+    try:
+        for dataset in DEMO:
+            received = do_get(server, token, dataset=dataset, run_id="exact")
+            info = gateway.queries.dataset(dataset)
+            plan = gateway.decider.decide(caller, DecisionRequest(dataset, "training"))
+            expected = engine.table(info, plan)
+            assert received.num_rows == expected.num_rows > 0, dataset
+            assert received.sort_by(ROW_ID).equals(expected.sort_by(ROW_ID)), dataset
+            # Exactly the rows the Plan allows: fewer than the version holds (row filters).
+            assert received.num_rows < info.row_count
+            assert gateway.queries.run_rows("exact", info.version_id) == ids(received)
+    finally:
+        engine.close()
 
 
 def test_masks_are_applied_on_the_wire(gateway: Gateway, server: FlightServer, token: str) -> None:
     notes = do_get(server, token, dataset="patient_notes", run_id="m")
-    raw = pa.parquet.read_table(gateway.catalog.get("patient_notes").path)
+    raw = pa.parquet.read_table(gateway.queries.dataset("patient_notes").path)
     assert not set(notes.column("patient_id").to_pylist()) & set(
         raw.column("patient_id").to_pylist()
     )
@@ -120,8 +130,8 @@ def test_flight_info_describes_the_stream_and_splits_it_into_shards(
     assert sum(len(s) for s in sets) == len(BitMap.union(*sets))  # disjoint
     whole = do_get(server, token, dataset="events", run_id="whole")
     assert BitMap.union(*sets) == ids(whole)
-    version_id = gateway.catalog.get("events").version_id
-    assert gateway.provenance.row_ids("s", version_id) == ids(whole)
+    version_id = gateway.queries.dataset("events").version_id
+    assert gateway.queries.run_rows("s", version_id) == ids(whole)
 
 
 def test_several_datasets_read_in_parallel(
@@ -142,27 +152,28 @@ def test_several_datasets_read_in_parallel(
     for t in threads:
         t.join(60)
     assert not errors and len(results) == 4
-    reads = {r.dataset: r.row_count for r in gateway.provenance.reads("parallel")}
+    _, run_reads = gateway.queries.run(gateway.operator, "parallel")
+    reads = {r.dataset: r.row_count for r in run_reads}
     assert reads == {d: t.num_rows for d, t in results.items()}
 
 
 def test_the_decision_and_the_read_are_logged_before_the_first_batch(
     gateway: Gateway, server: FlightServer, token: str
 ) -> None:
-    before = gateway.ledger.size
+    before = gateway.queries.log_size()
     with flight.connect(server.location) as client:
         stream = client.do_get(ticket(dataset="events", run_id="log"), options(token))
         first = stream.read_chunk().data
         assert first.num_rows > 0
         # The first batch is here: its decision and read entries are already durable.
-        kinds = [gateway.ledger.entry(i)[0] for i in range(before, gateway.ledger.size)]
+        kinds = entries(gateway, start=before)
         decision = next(e for e in kinds if e["kind"] == "decision")
         read = next(e for e in kinds if e["kind"] == "read")
         assert decision["data"]["decision"] == "allow"
         assert read["data"]["run_id"] == "log" and read["data"]["dataset"] == "events"
         rest = stream.read_all()
     wait_for(lambda: server.active_reads == 0)
-    ends = [gateway.ledger.entry(i)[0] for i in range(before, gateway.ledger.size)]
+    ends = entries(gateway, start=before)
     end = next(e for e in ends if e["kind"] == "read.end")
     assert end["data"]["state"] == "complete"
     assert end["data"]["rows"] == first.num_rows + rest.num_rows
@@ -177,9 +188,12 @@ def test_missing_forged_expired_and_revoked_tokens(
     cases: dict[str, str | None] = {"missing": None}
     claims = jwt.decode(token, options={"verify_signature": False})
     cases["forged"] = jwt.encode(claims, "an-attacker-key-" * 3, algorithm="HS256")
-    cases["expired"] = gateway.tokens.issue("demo-trainer", "trainer", ttl_seconds=1)
-    revoked = gateway.tokens.issue("demo-trainer", "trainer")
-    gateway.tokens.revoke(str(jwt.decode(revoked, options={"verify_signature": False})["jti"]))
+    cases["expired"] = gateway.commands.issue_token(
+        "demo-trainer", "trainer", TEST_ACTOR, ttl_seconds=1
+    ).token
+    revoked = gateway.commands.issue_token("demo-trainer", "trainer", TEST_ACTOR).token
+    jti = str(jwt.decode(revoked, options={"verify_signature": False})["jti"])
+    gateway.commands.revoke_token(jti, TEST_ACTOR)
     cases["revoked"] = revoked
     time.sleep(2.1)
     descriptor = flight.FlightDescriptor.for_command(b'{"dataset": "events"}')
@@ -238,7 +252,7 @@ def test_a_dropped_column_asked_for_is_refused_and_never_sent(
     gateway: Gateway, server: FlightServer, token: str
 ) -> None:
     drop = ["p2", "r.sub.role == 'trainer'", "*", "pii.email", "*", "drop"]
-    gateway.put_policy(None, demo_rules(*EVENTS_RULES, drop), "test")
+    gateway.commands.put_policy(None, demo_rules(*EVENTS_RULES, drop), TEST_ACTOR)
     chat = do_get(server, token, dataset="chat_logs", run_id="d")
     assert "email" not in chat.column_names
     with pytest.raises(flight.FlightUnauthorizedError) as info:
@@ -250,8 +264,8 @@ def test_someone_elses_run_cannot_be_extended(
     gateway: Gateway, server: FlightServer, token: str
 ) -> None:
     do_get(server, token, dataset="code_corpus", run_id="owned")
-    gateway.principals.upsert("mallory", ["trainer"], {"region": "eu"})
-    other = gateway.tokens.issue("mallory", "trainer")
+    gateway.commands.put_principal("mallory", ["trainer"], {"region": "eu"}, TEST_ACTOR)
+    other = gateway.commands.issue_token("mallory", "trainer", TEST_ACTOR).token
     with pytest.raises(flight.FlightUnauthorizedError) as info:
         do_get(server, other, dataset="code_corpus", run_id="owned")
     assert "another principal" in body(info.value)["message"]
@@ -277,16 +291,16 @@ def test_unsupported_calls_are_refused_cleanly(server: FlightServer, token: str)
 def test_a_cancelled_stream_records_only_what_was_written(
     gateway: Gateway, server: FlightServer, token: str
 ) -> None:
-    version_id = gateway.catalog.get("events").version_id
+    version_id = gateway.queries.dataset("events").version_id
     with flight.connect(server.location) as client:
         stream = client.do_get(ticket(dataset="events", run_id="cancel"), options(token))
         received = ids(pa.Table.from_batches([stream.read_chunk().data]))
         stream.cancel()
     wait_for(lambda: server.active_reads == 0)
-    recorded = gateway.provenance.row_ids("cancel", version_id)
+    recorded = gateway.queries.run_rows("cancel", version_id)
     whole = ids(do_get(server, token, dataset="events", run_id="cancel-whole"))
     assert received <= recorded < whole  # what arrived, perhaps buffered more, never the rest
-    end = [gateway.ledger.entry(i)[0] for i in range(gateway.ledger.size)]
+    end = entries(gateway)
     aborted = [e for e in end if e["kind"] == "read.end" and e["data"]["run_id"] == "cancel"]
     assert aborted[-1]["data"]["state"] == "aborted"
     assert aborted[-1]["data"]["rows"] == len(recorded)
@@ -313,7 +327,7 @@ def test_a_client_killed_mid_stream_is_credited_with_what_was_written(
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
     wait_for(lambda: server.active_reads == 0)
     received = BitMap(json.loads(out.read_text()))
-    recorded = gateway.provenance.row_ids("killed", gateway.catalog.get("events").version_id)
+    recorded = gateway.queries.run_rows("killed", gateway.queries.dataset("events").version_id)
     whole = ids(do_get(server, token, dataset="events", run_id="killed-whole"))
     assert received and received <= recorded < whole
 
@@ -329,9 +343,9 @@ def test_stopping_with_a_stalled_client_records_the_read_as_interrupted(
         received = ids(pa.Table.from_batches([stream.read_chunk().data]))
         # The client neither reads on nor cancels: its call holds gRPC's shutdown.
         assert server.stop(timeout=1) is False
-        recorded = gateway.provenance.row_ids("stalled", gateway.catalog.get("events").version_id)
+        recorded = gateway.queries.run_rows("stalled", gateway.queries.dataset("events").version_id)
         assert received <= recorded
-        ends = [gateway.ledger.entry(i)[0] for i in range(gateway.ledger.size)]
+        ends = entries(gateway)
         end = [e for e in ends if e["kind"] == "read.end" and e["data"]["run_id"] == "stalled"]
         assert end[-1]["data"]["state"] == "interrupted"
         assert end[-1]["data"]["rows"] == len(recorded)
@@ -347,18 +361,14 @@ def test_subject_lookup_finds_the_runs_that_streamed_a_subjects_rows(
 ) -> None:
     shard0 = do_get(server, token, dataset="events", run_id="lookup-0", shard=[0, 2])
     do_get(server, token, dataset="events", run_id="lookup-1", shard=[1, 2])
-    info = gateway.catalog.get("events")
+    info = gateway.queries.dataset("events")
     table = pa.parquet.read_table(info.path, columns=["user_id", ROW_ID])
     row = ids(shard0).min()
     user = table.filter(pc.equal(table.column(ROW_ID), row)).column("user_id")[0].as_py()
     user_rows = ids(table.filter(pc.equal(table.column("user_id"), user)))
-    lookup = SubjectLookup(gateway.provenance)
-    try:
-        found = {r.run.id: r.reads[0].rows for r in lookup.runs_for_subject(user)}
-    finally:
-        lookup.close()
+    found = {r.run.id: r.reads[0].rows for r in gateway.queries.runs_for_subject(user)}
     for run_id in ("lookup-0", "lookup-1"):
-        hit = gateway.provenance.row_ids(run_id, info.version_id) & user_rows
+        hit = gateway.queries.run_rows(run_id, info.version_id) & user_rows
         assert found.get(run_id, 0) == len(hit)
     assert found["lookup-0"] >= 1
 

@@ -11,7 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from govern.gateway import Gateway
-from tests.conftest import TokenFactory, auth
+from govern.gateway.queries import LedgerEntryView
+from tests.conftest import TEST_ACTOR, TokenFactory, auth
 from tests.unit.flight.serving import demo_rules
 from tests.unit.quality.planted import measurements, with_column
 
@@ -20,6 +21,10 @@ def parquet_bytes(table: pa.Table) -> bytes:
     buf = io.BytesIO()
     pq.write_table(table, buf)
     return buf.getvalue()
+
+
+def entries(gateway: Gateway, kind: str) -> list[LedgerEntryView]:
+    return gateway.queries.ledger_entries(gateway.operator, kind=kind, limit=10_000)
 
 
 def upload(
@@ -84,7 +89,7 @@ def test_a_quarantined_version_waits_for_acceptance_and_both_are_logged(
 ) -> None:
     trainer = token_for("tr", "trainer", region="eu")
     rule = ["p", "r.sub.role == 'trainer'", "vitals", "read", "training", "True", "allow"]
-    gateway.put_policy(None, demo_rules(rule), "test")
+    gateway.commands.put_policy(None, demo_rules(rule), TEST_ACTOR)
     assert upload(client, steward, "vitals", parquet_bytes(measurements())).status_code == 201
     t = measurements()
     ids = t.column("reading_id").to_pylist()
@@ -102,15 +107,20 @@ def test_a_quarantined_version_waits_for_acceptance_and_both_are_logged(
     }
     plan = client.post("/v1/decisions", headers=auth(trainer), json=decide).json()
     assert plan["decision"] == "allow"
-    entries = [gateway.ledger.entry(i)[0] for i in range(gateway.ledger.size)]
-    quality = [e for e in entries if e["kind"] == "dataset.quality"]
+    quality = [e.entry for e in entries(gateway, "dataset.quality")]
     assert [e["data"]["success"] for e in quality] == [True, False]
+    assert [e["object"] for e in quality] == ["dataset:vitals/v1", "dataset:vitals/v2"]
+    # Each version was committed straight into its state, with no pending step.
+    added = [e.entry["data"] for e in entries(gateway, "dataset.version")]
+    assert [(d["version"], d["state"]) for d in added] == [(1, "active"), (2, "quarantined")]
     assert (
         client.post("/v1/datasets/vitals/versions/2/accept", headers=auth(trainer)).status_code
         == 403
     )
     r = client.post("/v1/datasets/vitals/versions/2/accept", headers=auth(steward))
     assert r.status_code == 200 and r.json()["state"] == "active"
+    (accepted,) = [e.entry for e in entries(gateway, "dataset.accept")]
+    assert (accepted["actor"], accepted["object"]) == ("st", "dataset:vitals/v2")
     assert client.get("/v1/datasets/vitals", headers=auth(trainer)).json()["version"] == 2
     again = client.post("/v1/datasets/vitals/versions/2/accept", headers=auth(steward))
     assert again.status_code == 409 and again.json()["error"] == "conflict"
@@ -173,6 +183,6 @@ def test_bad_uploads_are_clear_4xx_and_leave_nothing(
     r = client.post("/v1/datasets", headers=auth(steward), json={"name": "vitals"})
     assert r.status_code == 400 and "multipart" in r.json()["message"]
     assert client.get("/v1/datasets/vitals", headers=auth(steward)).status_code == 404
-    assert gateway.catalog.all() == []
+    assert gateway.queries.datasets() == []
     assert not any(gateway.settings.uploads_dir.iterdir())
     assert not [p for p in gateway.settings.datasets_dir.rglob("*") if p.is_file()]

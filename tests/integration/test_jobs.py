@@ -9,6 +9,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import govern_connect
@@ -18,10 +19,11 @@ from fastapi.testclient import TestClient
 from govern.api import create_app
 from govern.flight import FlightServer
 from govern.gateway import Gateway
+from govern.gateway.commands import JOBS_ACTOR
 from govern.jobs import JobSpec
 from govern.settings import load_settings
 from govern.store.migrate import upgrade
-from tests.conftest import auth, free_port, wait_for
+from tests.conftest import TEST_ACTOR, auth, free_port, wait_for
 from tests.unit.flight.serving import load_small_demo
 from tests.unit.jobs.conftest import add_request
 
@@ -62,7 +64,7 @@ def make_gateway(tmp_path: Path, database_url: str) -> Iterator[Factory]:
 
 
 def owners(gateway: Gateway) -> dict[int, str]:
-    info = gateway.catalog.get("patient_notes")
+    info = gateway.queries.dataset("patient_notes")
     rows = duckdb.sql(f"SELECT _row_id, patient_id FROM read_parquet('{info.path}')").fetchall()
     return {int(r): str(p) for r, p in rows}
 
@@ -76,14 +78,14 @@ def test_a_retrain_job_reads_through_flight_and_completes_the_request(
     owner = owners(gateway)
     server = FlightServer(gateway, "127.0.0.1", port)
     try:
-        trainer = gateway.tokens.issue("demo-trainer", "trainer")
+        trainer = gateway.commands.issue_token("demo-trainer", "trainer", TEST_ACTOR).token
         before = govern_connect.connect(server.location, trainer).read(
             "patient_notes", purpose="training", run_id="run-a"
         )
         subject, _ = Counter(owner[i] for i in before.column("_row_id").to_pylist()).most_common(1)[
             0
         ]
-        info = gateway.request_erasure(subject, None, "gdpr-art17", "test")
+        info = gateway.commands.request_erasure(subject, None, "gdpr-art17", TEST_ACTOR)
         out = tmp_path / "retrained.json"
         spec = JobSpec(
             kind="retrain",
@@ -91,24 +93,29 @@ def test_a_retrain_job_reads_through_flight_and_completes_the_request(
             principal_id="demo-trainer",
             argv=(sys.executable, "-c", READER, "run-a-retrained", str(out)),
         )
-        (job,) = gateway.jobs.enqueue(info.id, [spec])
-        wait_for(lambda: gateway.erasure.get(info.id).state == "completed", 60)
+        (job_id,) = gateway.commands.enqueue_jobs(info.id, [spec], TEST_ACTOR)
+        wait_for(lambda: gateway.queries.erasure_request(info.id).info.state == "completed", 60)
         read = json.loads(out.read_text())["ids"]
         assert read and subject not in {owner[i] for i in read}
         expected = [i for i in before.column("_row_id").to_pylist() if owner[i] != subject]
         assert sorted(read) == sorted(expected)
         # The job's read was governed and recorded like any other.
-        rerun = gateway.provenance.get_run("run-a-retrained")
+        rerun, reads = gateway.queries.run(gateway.operator, "run-a-retrained")
         assert rerun.principal_id == "demo-trainer"
-        assert sum(r.row_count for r in gateway.provenance.reads("run-a-retrained")) == len(read)
+        assert sum(r.row_count for r in reads) == len(read)
 
-        officer = auth(gateway.tokens.issue("demo-compliance", "compliance"))
+        officer = auth(
+            gateway.commands.issue_token("demo-compliance", "compliance", TEST_ACTOR).token
+        )
         with TestClient(create_app(gateway, close_on_shutdown=False)) as client:
             body = client.get(f"/v1/erasure-requests/{info.id}", headers=officer).json()
         assert body["state"] == "completed"
+        # Completed: the subject id in clear is gone from the store, the commitment stays.
+        assert body["subject_id"] is None
+        assert body["subject_commitment"] == info.subject_commitment != ""
         (shown,) = body["jobs"]
         assert {k: shown[k] for k in ("id", "backend", "kind", "state", "run_id", "attempts")} == {
-            "id": job.id,
+            "id": job_id,
             "backend": "local",
             "kind": "retrain",
             "state": "succeeded",
@@ -124,7 +131,7 @@ def test_a_job_survives_a_gateway_restart_and_runs_exactly_once(
     make_gateway: Factory, tmp_path: Path
 ) -> None:
     first = make_gateway()
-    first.principals.upsert("trainer-1", ["trainer"], {})
+    first.commands.put_principal("trainer-1", ["trainer"], {}, TEST_ACTOR)
     rid = add_request(first, "subject-restart")
     log = tmp_path / "job.log"
     gate = tmp_path / "go"
@@ -138,34 +145,47 @@ def test_a_job_survives_a_gateway_restart_and_runs_exactly_once(
     spec = JobSpec(
         kind="unlearn", run_id="run-r", principal_id="trainer-1", argv=("python", "-c", code)
     )
-    (job,) = first.jobs.enqueue(rid, [spec])
+    (job_id,) = first.commands.enqueue_jobs(rid, [spec], TEST_ACTOR)
     wait_for(lambda: log.exists() and log.read_text() == "start\n", 30)
-    wait_for(lambda: first.jobs.get(job.id).state in ("submitted", "running"), 30)
-    assert first.erasure.get(rid).state == "running"
-    external_id = first.jobs.get(job.id).external_id
+    wait_for(lambda: first.queries.job(job_id).state in ("submitted", "running"), 30)
+    assert first.queries.erasure_request(rid).info.state == "running"
+    external_id = first.queries.job(job_id).external_id
     first.close()  # the gateway goes away while its job runs
 
     gate.touch()  # the job may now finish, with no gateway watching
     wait_for(lambda: log.read_text() == "start\ndone\n", 30)
     second = make_gateway()
-    wait_for(lambda: second.jobs.get(job.id).state == "succeeded", 30)
-    done = second.jobs.get(job.id)
+    wait_for(lambda: second.queries.job(job_id).state == "succeeded", 30)
+    done = second.queries.job(job_id)
     assert done.attempts == 1 and done.external_id == external_id
     assert log.read_text() == "start\ndone\n"
-    assert second.erasure.get(rid).state == "completed"
-    submits = [
-        json.loads(leaf)
-        for _, leaf in second.ledger.leaves(0, second.ledger.size)
-        if b'"job.submit"' in leaf
-    ]
-    assert len(submits) == 1
+    assert second.queries.erasure_request(rid).info.state == "completed"
+
+    def logged(kind: str) -> list[dict[str, Any]]:
+        views = second.queries.ledger_entries(
+            second.operator, limit=10_000, kind=kind, object_ref=f"job:{job_id}"
+        )
+        return [v.entry for v in views]
+
+    # One attempt, one submit, one end across both processes, each by the reconciler.
+    (attempt,) = logged("job.attempt")
+    (submit,) = logged("job.submit")
+    (end,) = logged("job.end")
+    assert {e["actor"] for e in (attempt, submit, end)} == {JOBS_ACTOR}
+    assert submit["data"]["external_id"] == external_id
+    assert end["data"]["state"] == "succeeded" and "message" not in end["data"]
+    (complete,) = second.queries.ledger_entries(
+        second.operator, kind="erasure.complete", object_ref=f"erasure:{rid}"
+    )
+    assert complete.entry["data"]["jobs"] == 1
+    assert second.queries.erasure_request(rid).info.subject_id is None
 
 
 def test_jobs_left_pending_by_a_stopped_gateway_are_submitted_by_the_next(
     make_gateway: Factory, tmp_path: Path
 ) -> None:
     idle = make_gateway(watch=False)  # e.g. the CLI: records jobs, runs no reconciler
-    idle.principals.upsert("trainer-1", ["trainer"], {})
+    idle.commands.put_principal("trainer-1", ["trainer"], {}, TEST_ACTOR)
     rid = add_request(idle, "subject-pending")
     marker = tmp_path / "ran"
     spec = JobSpec(
@@ -174,9 +194,9 @@ def test_jobs_left_pending_by_a_stopped_gateway_are_submitted_by_the_next(
         principal_id="trainer-1",
         argv=("python", "-c", f"open({str(marker)!r}, 'a').write('x')"),
     )
-    (job,) = idle.jobs.enqueue(rid, [spec])
-    assert idle.erasure.get(rid).state == "excluded"
+    (job_id,) = idle.commands.enqueue_jobs(rid, [spec], TEST_ACTOR)
+    assert idle.queries.erasure_request(rid).info.state == "excluded"
     idle.close()
     serving = make_gateway()
-    wait_for(lambda: serving.erasure.get(rid).state == "completed", 30)
-    assert serving.jobs.get(job.id).state == "succeeded" and marker.read_text() == "x"
+    wait_for(lambda: serving.queries.erasure_request(rid).info.state == "completed", 30)
+    assert serving.queries.job(job_id).state == "succeeded" and marker.read_text() == "x"

@@ -23,7 +23,7 @@ from govern.jobs.ray_backend import RayBackend
 from govern.jobs.ray_local import local_ray_cluster
 from govern.settings import load_settings
 from govern.store.migrate import upgrade
-from tests.conftest import free_port, wait_for
+from tests.conftest import TEST_ACTOR, free_port, wait_for
 from tests.integration.test_jobs import READER, owners
 from tests.unit.flight.serving import load_small_demo
 
@@ -170,7 +170,7 @@ def test_a_ray_job_reads_through_flight_and_completes_the_request_after_ray_come
     server = FlightServer(gateway, "127.0.0.1", port)
     try:
         subject = owner[0]
-        info = gateway.request_erasure(subject, None, "gdpr-art17", "test")
+        info = gateway.commands.request_erasure(subject, None, "gdpr-art17", TEST_ACTOR)
         out = tmp_path / "ray-read.json"
         spec = JobSpec(
             kind="retrain",
@@ -178,18 +178,18 @@ def test_a_ray_job_reads_through_flight_and_completes_the_request_after_ray_come
             principal_id="demo-trainer",
             argv=("python", "-c", READER, "run-ray-retrained", str(out)),
         )
-        (job,) = gateway.jobs.enqueue(info.id, [spec])
-        wait_for(lambda: gateway.jobs.get(job.id).state == "retrying", 30)
-        waiting = gateway.jobs.get(job.id)
+        (job_id,) = gateway.commands.enqueue_jobs(info.id, [spec], TEST_ACTOR)
+        wait_for(lambda: gateway.queries.job(job_id).state == "retrying", 30)
+        waiting = gateway.queries.job(job_id)
         assert "unreachable" in waiting.message and str(forwarder.port) in waiting.message
-        assert gateway.erasure.get(info.id).state == "excluded"
+        assert gateway.queries.erasure_request(info.id).info.state == "excluded"
 
         forwarder.open()  # the Jobs API is back
-        wait_for(lambda: gateway.jobs.get(job.id).terminal, 180)
-        done = gateway.jobs.get(job.id)
+        wait_for(lambda: gateway.queries.job(job_id).terminal, 180)
+        done = gateway.queries.job(job_id)
         assert done.state == "succeeded", done.message
         assert done.backend == "ray" and done.attempts >= 2
-        assert gateway.erasure.get(info.id).state == "completed"
+        assert gateway.queries.erasure_request(info.id).info.state == "completed"
         read = json.loads(out.read_text())["ids"]
         assert read and subject not in {owner[i] for i in read}
     finally:

@@ -5,9 +5,9 @@ rewrite is recorded in the catalog, the ledger and the request, idempotently."""
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import govern_connect
@@ -16,8 +16,9 @@ from fastapi.testclient import TestClient
 
 from govern.gateway import Gateway
 from govern.store.models import DatasetVersion
-from govern.unlearning.rewrite import rewrite_file
-from tests.conftest import auth, wait_for
+from govern.unlearning import ErasureInfo
+from govern.unlearning.rewrite import RewriteState, rewrite_file
+from tests.conftest import TEST_ACTOR, auth, raw_store, wait_for
 from tests.integration.test_jobs import Factory, make_gateway  # noqa: F401 - fixture
 from tests.unit.flight.serving import flight_server, load_events, load_small_demo
 
@@ -34,27 +35,52 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def rewrites_in_ledger(gateway: Gateway) -> list[dict[str, object]]:
-    entries = [json.loads(leaf) for _, leaf in gateway.ledger.leaves(0, gateway.ledger.size)]
-    return [e for e in entries if e["kind"] == "erasure.rewrite"]
+def rewrites_in_ledger(gateway: Gateway, kind: str = "erasure.rewrite") -> list[dict[str, Any]]:
+    views = gateway.queries.ledger_entries(gateway.operator, limit=100_000, kind=kind)
+    return [v.entry for v in views]
+
+
+def token(gateway: Gateway, subject: str, role: str) -> str:
+    return gateway.commands.issue_token(subject, role, TEST_ACTOR).token
+
+
+def erase(gateway: Gateway, subject: str, datasets: list[str] | None) -> ErasureInfo:
+    return gateway.commands.request_erasure(subject, datasets, "gdpr-art17", TEST_ACTOR)
+
+
+def rewrite_state(gateway: Gateway, request_id: str) -> RewriteState:
+    return gateway.queries.erasure_request(request_id).rewrite
+
+
+def version_row(gateway: Gateway, version_id: int) -> DatasetVersion:
+    """The catalog's row of a version, read as stored (no query shows the original digest)."""
+    db = raw_store(gateway)
+    try:
+        with db.session() as s:
+            row = s.get(DatasetVersion, version_id)
+            assert row is not None
+            s.expunge(row)
+            return row
+    finally:
+        db.dispose()
 
 
 def test_the_rewrite_removes_the_subjects_rows_from_the_file_and_keeps_row_ids(
     gateway: Gateway, client: TestClient
 ) -> None:
     load_small_demo(gateway)
-    info = gateway.catalog.get("patient_notes")
+    info = gateway.queries.dataset("patient_notes")
     registered_sha = sha256(info.path)
     owner = table_of(info.path, "patient_id")
     subject, count = Counter(owner.values()).most_common(1)[0]
-    trainer = gateway.tokens.issue("demo-trainer", "trainer")
+    trainer = token(gateway, "demo-trainer", "trainer")
     with flight_server(gateway) as server:
         reader = govern_connect.connect(server.location, trainer)
-        request = gateway.request_erasure(subject, None, "gdpr-art17", "test")
+        request = erase(gateway, subject, None)
         excluded = reader.read("patient_notes", purpose="training", run_id="r-before")
-        assert gateway.rewriter.state(request.id).state == "pending"
+        assert rewrite_state(gateway, request.id).state == "pending"
 
-        assert gateway.rewriter.tick() == [info.version_id]
+        assert gateway.rewrite_once() == [info.version_id]
 
         after = reader.read("patient_notes", purpose="training", run_id="r-after")
     # Reads after the rewrite return exactly what the exclusion already returned.
@@ -68,16 +94,15 @@ def test_the_rewrite_removes_the_subjects_rows_from_the_file_and_keeps_row_ids(
     assert remaining == {i: p for i, p in owner.items() if p != subject}
     assert pq.ParquetFile(info.path).metadata.num_rows == len(owner) - count
 
-    rewritten = gateway.catalog.get("patient_notes")
+    rewritten = gateway.queries.dataset("patient_notes")
     assert rewritten.row_count == len(owner) - count
-    with gateway.db.session() as s:
-        row = s.get(DatasetVersion, info.version_id)
-        assert row is not None
-        assert row.sha256 == sha256(info.path) != registered_sha
-        assert (row.original_sha256, row.original_row_count) == (registered_sha, len(owner))
-        assert row.rewritten_at is not None
+    row = version_row(gateway, info.version_id)
+    assert row.sha256 == sha256(info.path) != registered_sha
+    assert (row.original_sha256, row.original_row_count) == (registered_sha, len(owner))
+    assert row.rewritten_at is not None
 
     (logged,) = rewrites_in_ledger(gateway)
+    assert (logged["actor"], logged["object"]) == ("govern-rewrite", "dataset:patient_notes/v1")
     assert logged["data"] == {
         "dataset": "patient_notes",
         "version": 1,
@@ -88,7 +113,7 @@ def test_the_rewrite_removes_the_subjects_rows_from_the_file_and_keeps_row_ids(
         "sha256_after": sha256(info.path),
     }
 
-    officer = auth(gateway.tokens.issue("demo-compliance", "compliance"))
+    officer = auth(token(gateway, "demo-compliance", "compliance"))
     body = client.get(f"/v1/erasure-requests/{request.id}", headers=officer).json()
     assert body["rewrite"] == "done"
     versions = {v["dataset"]: v for v in body["rewrite_versions"]}
@@ -98,7 +123,7 @@ def test_the_rewrite_removes_the_subjects_rows_from_the_file_and_keeps_row_ids(
     assert versions["patient_notes"]["sha256_after"] == sha256(info.path)
 
     # Idempotent: nothing is pending, a second pass rewrites nothing and logs nothing.
-    assert gateway.rewriter.tick() == []
+    assert gateway.rewrite_once() == []
     assert len(rewrites_in_ledger(gateway)) == 1
 
 
@@ -106,22 +131,22 @@ def test_runs_that_read_the_subject_are_still_found_after_the_rewrite(
     gateway: Gateway, client: TestClient
 ) -> None:
     load_small_demo(gateway)
-    info = gateway.catalog.get("patient_notes")
+    info = gateway.queries.dataset("patient_notes")
     owner = table_of(info.path, "patient_id")
-    trainer = gateway.tokens.issue("demo-trainer", "trainer")
+    trainer = token(gateway, "demo-trainer", "trainer")
     with flight_server(gateway) as server:
         table = govern_connect.connect(server.location, trainer).read(
             "patient_notes", purpose="training", run_id="r-read"
         )
     subject, seen = Counter(owner[i] for i in table.column("_row_id").to_pylist()).most_common(1)[0]
-    request = gateway.request_erasure(subject, None, "gdpr-art17", "test")
-    assert gateway.rewriter.tick() == [info.version_id]
+    request = erase(gateway, subject, None)
+    assert gateway.rewrite_once() == [info.version_id]
     assert subject not in table_of(info.path, "patient_id").values()
 
-    (run,) = gateway.affected_runs(gateway.erasure.get(request.id))
+    (run,) = gateway.queries.erasure_request(request.id).affected_runs
     assert run.run.id == "r-read"
     assert [(r.dataset, r.rows) for r in run.reads] == [("patient_notes", seen)]
-    officer = auth(gateway.tokens.issue("demo-compliance", "compliance"))
+    officer = auth(token(gateway, "demo-compliance", "compliance"))
     body = client.get(f"/v1/erasure-requests/{request.id}", headers=officer).json()
     assert [r["run_id"] for r in body["affected_runs"]] == ["r-read"]
 
@@ -129,91 +154,96 @@ def test_runs_that_read_the_subject_are_still_found_after_the_rewrite(
 def test_reads_during_the_rewrite_never_return_an_erased_row(gateway: Gateway) -> None:
     load_small_demo(gateway)
     load_events(gateway)
-    info = gateway.catalog.get("events")
+    info = gateway.queries.dataset("events")
     owner = table_of(info.path, "user_id")
     subject = Counter(owner.values()).most_common(1)[0][0]
-    trainer = gateway.tokens.issue("demo-trainer", "trainer")
+    trainer = token(gateway, "demo-trainer", "trainer")
     with flight_server(gateway) as server:
         reader = govern_connect.connect(server.location, trainer)
-        request = gateway.request_erasure(subject, ["events"], "gdpr-art17", "test")
+        request = erase(gateway, subject, ["events"])
         stream = reader.reader("events", purpose="evaluation", run_id="r-during")
         first = stream.read_next_batch()
-        gateway.rewriter.tick()  # the file is replaced while the read is under way
+        gateway.rewrite_once()  # the file is replaced while the read is under way
         ids = first.column("_row_id").to_pylist()
         for batch in stream:
             ids += batch.column("_row_id").to_pylist()
     assert all(owner[i] != subject for i in ids)
     assert sorted(ids) == sorted(i for i, u in owner.items() if u != subject)
-    assert gateway.rewriter.state(request.id).state == "done"
+    assert rewrite_state(gateway, request.id).state == "done"
 
 
 def test_one_pass_serves_every_request_on_a_version(gateway: Gateway) -> None:
     load_small_demo(gateway)
-    info = gateway.catalog.get("patient_notes")
+    info = gateway.queries.dataset("patient_notes")
     owner = table_of(info.path, "patient_id")
     a, b = [s for s, _ in Counter(owner.values()).most_common(2)]
-    ra = gateway.request_erasure(a, ["patient_notes"], "gdpr-art17", "test")
-    rb = gateway.request_erasure(b, ["patient_notes"], "gdpr-art17", "test")
-    assert gateway.rewriter.tick() == [info.version_id]
-    assert {gateway.rewriter.state(r.id).state for r in (ra, rb)} == {"done"}
+    ra = erase(gateway, a, ["patient_notes"])
+    rb = erase(gateway, b, ["patient_notes"])
+    assert gateway.rewrite_once() == [info.version_id]
+    assert {rewrite_state(gateway, r.id).state for r in (ra, rb)} == {"done"}
     assert set(table_of(info.path, "patient_id").values()).isdisjoint({a, b})
     (logged,) = rewrites_in_ledger(gateway)
-    assert logged["data"]["requests"] == sorted([ra.id, rb.id])  # type: ignore[index]
+    assert logged["data"]["requests"] == sorted([ra.id, rb.id])
 
 
 def test_a_rewrite_interrupted_after_the_rename_is_finished_by_the_next_pass(
     gateway: Gateway,
 ) -> None:
     load_small_demo(gateway)
-    info = gateway.catalog.get("patient_notes")
+    info = gateway.queries.dataset("patient_notes")
     registered_sha = sha256(info.path)
     owner = table_of(info.path, "patient_id")
     subject = Counter(owner.values()).most_common(1)[0][0]
-    request = gateway.request_erasure(subject, ["patient_notes"], "gdpr-art17", "test")
+    request = erase(gateway, subject, ["patient_notes"])
     # A process renamed the new file into place and died before recording it.
     erased = {i for i, p in owner.items() if p == subject}
     from pyroaring import BitMap
 
     rewrite_file(info.path, BitMap(erased))
-    assert gateway.rewriter.state(request.id).state == "pending"
-    assert gateway.rewriter.tick() == [info.version_id]
-    assert gateway.rewriter.state(request.id).state == "done"
+    assert rewrite_state(gateway, request.id).state == "pending"
+    assert gateway.rewrite_once() == [info.version_id]
+    assert rewrite_state(gateway, request.id).state == "done"
     assert table_of(info.path, "patient_id") == {i: p for i, p in owner.items() if p != subject}
-    with gateway.db.session() as s:
-        row = s.get(DatasetVersion, info.version_id)
-        assert row is not None and row.original_sha256 == registered_sha
-        assert row.sha256 == sha256(info.path)
+    row = version_row(gateway, info.version_id)
+    assert row.original_sha256 == registered_sha
+    assert row.sha256 == sha256(info.path)
 
 
 def test_a_failed_rewrite_says_why_and_reads_stay_excluded(gateway: Gateway) -> None:
     load_small_demo(gateway)
-    info = gateway.catalog.get("patient_notes")
+    info = gateway.queries.dataset("patient_notes")
     owner = table_of(info.path, "patient_id")
     subject = Counter(owner.values()).most_common(1)[0][0]
-    request = gateway.request_erasure(subject, ["patient_notes"], "gdpr-art17", "test")
+    request = erase(gateway, subject, ["patient_notes"])
     saved = info.path.with_suffix(".saved")
     info.path.rename(saved)  # the file is gone (unmounted, deleted)
     try:
-        gateway.rewriter.tick()
-        state = gateway.rewriter.state(request.id)
+        gateway.rewrite_once()
+        state = rewrite_state(gateway, request.id)
         assert state.state == "failed"
         (version,) = state.versions
         assert "rewrite of patient_notes v1 failed" in (version.message or "")
     finally:
         saved.rename(info.path)
     # The next process retries failed rewrites once; the data is back, so it succeeds.
-    assert gateway.rewriter.tick() == []  # this process already retried it
-    from govern.unlearning.rewrite import Rewriter
-
-    assert Rewriter(gateway.db, gateway.log).tick() == [info.version_id]
-    assert gateway.rewriter.state(request.id).state == "done"
+    assert gateway.rewrite_once() == []  # this process already retried it
+    (failed,) = rewrites_in_ledger(gateway, "erasure.rewrite_failed")
+    assert failed["object"] == "dataset:patient_notes/v1"
+    assert failed["data"]["requests"] == [request.id]
+    assert "message" not in failed["data"]  # the message stays in the store
+    restarted = Gateway.open(gateway.settings)
+    try:
+        assert restarted.rewrite_once() == [info.version_id]
+    finally:
+        restarted.close()
+    assert rewrite_state(gateway, request.id).state == "done"
 
 
 def test_a_serving_gateway_rewrites_in_the_background(make_gateway: Factory) -> None:  # noqa: F811
     gateway = make_gateway()
     load_small_demo(gateway)
-    info = gateway.catalog.get("patient_notes")
+    info = gateway.queries.dataset("patient_notes")
     subject = Counter(table_of(info.path, "patient_id").values()).most_common(1)[0][0]
-    request = gateway.request_erasure(subject, None, "gdpr-art17", "test")
-    wait_for(lambda: gateway.rewriter.state(request.id).state == "done", 30)
+    request = erase(gateway, subject, None)
+    wait_for(lambda: rewrite_state(gateway, request.id).state == "done", 30)
     assert subject not in table_of(info.path, "patient_id").values()

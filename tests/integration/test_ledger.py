@@ -15,17 +15,22 @@ from sqlalchemy import update
 
 from govern.demo import load_demo
 from govern.gateway import DecisionRequest, Gateway
+from govern.ledger.canonical import canonical_json
 from govern.ledger.checkpoint import verify_checkpoint
 from govern.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from govern.ledger.verify import Bundle, LedgerVerificationError, verify_bundle
 from govern.store.models import LedgerEntry
-from tests.conftest import auth, free_port
+from tests.conftest import TEST_ACTOR, auth, free_port, raw_store
 
 
 @pytest.fixture
 def demo(gateway: Gateway) -> Gateway:
     load_demo(gateway, scale=0.01)
     return gateway
+
+
+def token(gateway: Gateway, subject: str, role: str) -> str:
+    return gateway.commands.issue_token(subject, role, TEST_ACTOR).token
 
 
 def decide(client: TestClient, headers: dict[str, str]) -> dict[str, object]:
@@ -39,7 +44,7 @@ def decide(client: TestClient, headers: dict[str, str]) -> dict[str, object]:
 def test_every_decision_is_a_log_entry_with_a_verifiable_proof(
     client: TestClient, demo: Gateway
 ) -> None:
-    headers = auth(demo.tokens.issue("demo-trainer", "trainer"))
+    headers = auth(token(demo, "demo-trainer", "trainer"))
     plans = [decide(client, headers) for _ in range(5)]
     indexes = [p["log_index"] for p in plans]
     assert all(isinstance(i, int) for i in indexes)
@@ -51,10 +56,14 @@ def test_every_decision_is_a_log_entry_with_a_verifiable_proof(
     assert checkpoint.tree_size == head["tree_size"]
     assert checkpoint.root_hash.hex() == head["root_hash"]
 
+    # The trainer reads its own decision entry (it is the entry's actor).
     index = indexes[2]
     entry = client.get(f"/v1/ledger/entries/{index}", headers=headers).json()
     leaf = base64.b64decode(entry["leaf"])
+    assert set(entry["entry"]) == {"kind", "time", "actor", "object", "data"}
     assert entry["entry"]["kind"] == "decision"
+    assert entry["entry"]["actor"] == "demo-trainer"
+    assert entry["entry"]["object"] == "dataset:patient_notes"
     assert entry["entry"]["data"]["decision"] == "allow"
     assert entry["entry"]["data"]["subject"] == "demo-trainer"
     proof = client.get(
@@ -89,11 +98,89 @@ def test_every_decision_is_a_log_entry_with_a_verifiable_proof(
 
 
 def test_admin_changes_are_logged(client: TestClient, demo: Gateway) -> None:
-    headers = auth(demo.tokens.issue("demo-admin", "admin"))
+    headers = auth(token(demo, "demo-admin", "admin"))
     client.put("/v1/principals/zed", json={"roles": ["trainer"]}, headers=headers)
     page = client.get("/v1/ledger/entries", params={"limit": 1000}, headers=headers).json()
     kinds = [e["entry"]["kind"] for e in page["entries"]]
     assert "policy.put" in kinds and "dataset.version" in kinds and "principal.put" in kinds
+    (put,) = [e["entry"] for e in page["entries"] if e["entry"]["object"] == "principal:zed"]
+    assert (put["kind"], put["actor"]) == ("principal.put", "demo-admin")
+    assert put["data"]["roles"] == ["trainer"] and put["data"]["created"] is True
+
+
+def test_the_log_is_least_privilege_for_readers_of_other_principals_entries(
+    client: TestClient, demo: Gateway
+) -> None:
+    trainer = auth(token(demo, "demo-trainer", "trainer"))
+    steward = auth(token(demo, "demo-steward", "steward"))
+    auditor = auth(token(demo, "demo-auditor", "auditor"))
+    admin = auth(token(demo, "demo-admin", "admin"))
+    assert client.put("/v1/principals/zed", json={"roles": ["trainer"]}, headers=admin).is_success
+    own = decide(client, trainer)["log_index"]
+    assert isinstance(own, int)
+    size = client.get("/v1/ledger/checkpoint", headers=trainer).json()["tree_size"]
+
+    # The trainer reads its own decision entry and its inclusion proof.
+    mine = client.get(f"/v1/ledger/entries/{own}", headers=trainer)
+    assert mine.status_code == 200 and mine.json()["entry"]["actor"] == "demo-trainer"
+    proof = client.get(
+        f"/v1/ledger/entries/{own}/proof", params={"tree_size": size}, headers=trainer
+    )
+    assert proof.status_code == 200 and proof.json()["index"] == own
+
+    # The admin's entry: the auditor finds it with the filters; trainer and steward may not
+    # read it, nor the whole log.
+    page = client.get(
+        "/v1/ledger/entries", params={"object": "principal:zed"}, headers=auditor
+    ).json()
+    (admins,) = page["entries"]
+    assert (admins["entry"]["actor"], admins["entry"]["kind"]) == ("demo-admin", "principal.put")
+    theirs = admins["index"]
+    for role, headers in (("trainer", trainer), ("steward", steward)):
+        for path in (f"/v1/ledger/entries/{theirs}", "/v1/ledger/bundle"):
+            r = client.get(path, headers=headers)
+            assert r.status_code == 403, (role, path, r.text)
+            assert set(r.json()) == {"error", "message", "details"}
+            assert r.json()["error"] == "forbidden"
+        # Listing shows only their own entries; asking for another's is refused.
+        listed = client.get("/v1/ledger/entries", params={"limit": 1000}, headers=headers)
+        assert listed.status_code == 200
+        assert {e["entry"]["actor"] for e in listed.json()["entries"]} <= {f"demo-{role}"}
+        r = client.get("/v1/ledger/entries", params={"actor": "demo-admin"}, headers=headers)
+        assert r.status_code == 403 and r.json()["error"] == "forbidden"
+        # Proofs, the checkpoint and the key stay open to every role.
+        r = client.get(
+            f"/v1/ledger/entries/{theirs}/proof", params={"tree_size": size}, headers=headers
+        )
+        assert r.status_code == 200
+    listed = client.get("/v1/ledger/entries", params={"limit": 1000}, headers=trainer).json()
+    assert own in [e["index"] for e in listed["entries"]]
+
+    # The auditor reads both entries and the whole log.
+    for index, actor in ((own, "demo-trainer"), (theirs, "demo-admin")):
+        r = client.get(f"/v1/ledger/entries/{index}", headers=auditor)
+        assert r.status_code == 200 and r.json()["entry"]["actor"] == actor
+    bundle = client.get("/v1/ledger/bundle", headers=auditor)
+    assert bundle.status_code == 200
+    assert len(Bundle.from_json(bundle.json()).leaves) >= size
+
+    # The auditor's filters: by actor, by kind, by object, and combined.
+    def entries(**params: object) -> list[dict[str, object]]:
+        r = client.get("/v1/ledger/entries", params={"limit": 1000, **params}, headers=auditor)
+        assert r.status_code == 200, r.text
+        listed: list[dict[str, object]] = r.json()["entries"]
+        return listed
+
+    by_actor = entries(actor="demo-trainer")
+    assert own in [e["index"] for e in by_actor]
+    assert {e["entry"]["actor"] for e in by_actor} == {"demo-trainer"}  # type: ignore[index]
+    by_kind = entries(kind="principal.put")
+    assert theirs in [e["index"] for e in by_kind]
+    assert {e["entry"]["kind"] for e in by_kind} == {"principal.put"}  # type: ignore[index]
+    assert [e["index"] for e in entries(kind="decision", actor="demo-admin")] == []
+    both = entries(kind="decision", actor="demo-trainer", object="dataset:patient_notes")
+    assert own in [e["index"] for e in both]
+    assert entries(object="principal:nobody") == []
 
 
 @pytest.mark.parametrize(
@@ -111,50 +198,52 @@ def test_admin_changes_are_logged(client: TestClient, demo: Gateway) -> None:
 def test_bad_ledger_queries_are_4xx_in_the_error_shape(
     client: TestClient, demo: Gateway, path: str, params: dict[str, object], status: int
 ) -> None:
-    headers = auth(demo.tokens.issue("demo-auditor", "auditor"))
+    headers = auth(token(demo, "demo-auditor", "auditor"))
     r = client.get(path, params=params, headers=headers)
     assert r.status_code == status, r.text
     assert set(r.json()) == {"error", "message", "details"}
 
 
 def test_concurrent_decisions_get_distinct_contiguous_log_entries(demo: Gateway) -> None:
-    caller = demo.tokens.verify(demo.tokens.issue("demo-trainer", "trainer"))
-    start = demo.ledger.size
+    caller = demo.decider.authenticate(token(demo, "demo-trainer", "trainer"))
+    start = demo.queries.log_size()
     req = DecisionRequest(dataset="chat_logs", purpose="training")
     with ThreadPoolExecutor(16) as pool:
-        indexes = list(pool.map(lambda _: demo.decide(caller, req).log_index, range(200)))
+        indexes = list(pool.map(lambda _: demo.decider.decide(caller, req).log_index, range(200)))
     assert sorted(indexes) == list(range(start, start + 200))  # type: ignore[type-var]
-    assert demo.ledger.refresh() == start + 200
+    assert demo.queries.log_size() == start + 200
 
 
 def test_verify_names_the_first_altered_entry(demo: Gateway, tmp_path: Path) -> None:
-    caller = demo.tokens.verify(demo.tokens.issue("demo-trainer", "trainer"))
+    caller = demo.decider.authenticate(token(demo, "demo-trainer", "trainer"))
     for _ in range(10):
-        demo.decide(caller, DecisionRequest(dataset="patient_notes", purpose="training"))
-    demo.ledger.checkpoint()
-    report = verify_bundle(demo.ledger.bundle())
+        demo.decider.decide(caller, DecisionRequest(dataset="patient_notes", purpose="training"))
+    demo.queries.checkpoint()
+    report = verify_bundle(demo.queries.bundle(demo.operator))
     assert report.verified_size == report.entries > 10
 
     exported = tmp_path / "bundle.json"
-    demo.ledger.bundle().write(exported)
+    demo.queries.bundle(demo.operator).write(exported)
     assert verify_bundle(Bundle.read(exported)).entries == report.entries
 
-    # An operator rewrites history: entry 7 now says the decision was a deny.
-    entry, leaf = demo.ledger.entry(7)
+    # An operator rewrites history: entry 7 now names another actor. No command can do this,
+    # so the leaf is edited in the store directly.
+    leaf = demo.queries.ledger_entry(demo.operator, 7).leaf
     forged = json.loads(leaf)
     forged["actor"] = "someone-else"
-    from govern.ledger.canonical import canonical_json
-
-    with demo.db.session() as s:
-        s.execute(
-            update(LedgerEntry).where(LedgerEntry.idx == 7).values(leaf=canonical_json(forged))
-        )
+    store = raw_store(demo)
+    try:
+        with store.session() as s:
+            s.execute(
+                update(LedgerEntry).where(LedgerEntry.idx == 7).values(leaf=canonical_json(forged))
+            )
+    finally:
+        store.dispose()
     with pytest.raises(LedgerVerificationError) as info:
-        verify_bundle(demo.ledger.bundle())
+        verify_bundle(demo.queries.bundle(demo.operator))
     assert info.value.first_bad_index == 7
     # The offline bundle taken before the edit still verifies.
     assert verify_bundle(Bundle.read(exported)).entries == report.entries
-    del entry
 
 
 def test_verify_over_rest_checks_the_served_log_against_a_pinned_key(
@@ -187,7 +276,7 @@ def test_verify_over_rest_checks_the_served_log_against_a_pinned_key(
             if server.started:
                 break
             time.sleep(0.05)
-        token = gateway.tokens.issue("demo-auditor", "auditor")
+        auditor = token(gateway, "demo-auditor", "auditor")
         govern = str(Path(sys.executable).with_name("govern"))
         env = {**os.environ, "GOVERN_HOME": str(tmp_path / "auditor")}
 
@@ -200,7 +289,7 @@ def test_verify_over_rest_checks_the_served_log_against_a_pinned_key(
                     "--url",
                     f"http://127.0.0.1:{port}",
                     "--token",
-                    token,
+                    auditor,
                     "--no-chain",
                     *extra,
                 ],
@@ -211,7 +300,7 @@ def test_verify_over_rest_checks_the_served_log_against_a_pinned_key(
                 check=False,
             )
 
-        good = verify("--vkey", gateway.ledger.signer.vkey)
+        good = verify("--vkey", gateway.queries.verifier_key()["vkey"])
         assert good.returncode == 0, good.stderr
         assert "ledger OK" in good.stdout
         other = verify("--vkey", "someone.else+00000000+AQ" + "A" * 42)

@@ -6,42 +6,74 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
-import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
 from fastapi.testclient import TestClient
 from pyroaring import BitMap
 
+from govern.api import create_app
+from govern.errors import NotFound
 from govern.flight import FlightServer
 from govern.gateway import Gateway
 from govern.jobs.base import TERMINAL_STATES, JobSpec
 from govern.jobs.local import LocalBackend
-from govern.provenance import SubjectLookup
-from govern.unlearning.strategies import NO_RECIPE, request_tag
-from tests.conftest import auth, wait_for
+from govern.settings import Settings
+from govern.store.migrate import upgrade
+from govern.unlearning import ErasureInfo
+from govern.unlearning.recipes import RecipeInfo
+from govern.unlearning.strategies import NO_RECIPE, UnlearningPlan, request_tag
+from tests.conftest import TEST_ACTOR, auth, free_port, wait_for
+from tests.reference_trainer import reference_trainer as trainer
+from tests.unit.flight.serving import load_small_demo
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARDS = 4
 
 
-def trainer() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "train_reference", ROOT / "examples" / "train_reference.py"
+@pytest.fixture
+def repo_gateway(settings: Settings) -> Iterator[tuple[Gateway, FlightServer]]:
+    """A gateway over the small demo whose jobs reach its own Flight server and run in the
+    repository (the trainer's path), and that server."""
+    port = free_port()
+    upgrade(settings.resolved_database_url)
+    gateway = Gateway.open(
+        settings.model_copy(update={"flight_port": port, "unlearning_workdir": ROOT})
     )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["train_reference"] = module
-    spec.loader.exec_module(module)
-    return module
+    try:
+        load_small_demo(gateway)
+        server = FlightServer(gateway, "127.0.0.1", port)
+        try:
+            yield gateway, server
+        finally:
+            assert server.stop(timeout=15), "Flight server did not stop in time"
+    finally:
+        gateway.close()
+
+
+@pytest.fixture
+def repo_client(repo_gateway: tuple[Gateway, FlightServer]) -> Iterator[TestClient]:
+    with TestClient(create_app(repo_gateway[0], close_on_shutdown=False)) as c:
+        yield c
+
+
+def issue_token(gateway: Gateway, subject: str, role: str) -> str:
+    return gateway.commands.issue_token(subject, role, TEST_ACTOR).token
+
+
+def recipe_of(gateway: Gateway, run_id: str) -> RecipeInfo:
+    return gateway.queries.recipe(gateway.operator, run_id)
+
+
+def plan_of(gateway: Gateway, request: ErasureInfo) -> UnlearningPlan:
+    return gateway.queries.erasure_request(request.id).plan
 
 
 def owners(gateway: Gateway) -> dict[int, str]:
-    info = gateway.catalog.get("patient_notes")
+    info = gateway.queries.dataset("patient_notes")
     rows = duckdb.execute(f"SELECT _row_id, patient_id FROM read_parquet('{info.path}')").fetchall()
     return {int(r): str(p) for r, p in rows}
 
@@ -54,9 +86,9 @@ def run_job(gateway: Gateway, server: FlightServer, spec: JobSpec, jobs: Path) -
     """The job as the job manager starts it: a subprocess of the local backend with a fresh
     token for the run's owner and the Flight URL in its environment, in the repository."""
     backend = LocalBackend(jobs)
-    role = gateway.principals.get(spec.principal_id).roles[0]
+    role = gateway.queries.principal(spec.principal_id).roles[0]
     secret = {
-        "GOVERN_TOKEN": gateway.tokens.issue(spec.principal_id, role),
+        "GOVERN_TOKEN": issue_token(gateway, spec.principal_id, role),
         "GOVERN_FLIGHT_URL": server.location,
     }
     job = backend.submit("job-1", dataclasses.replace(spec, workdir=str(ROOT)), secret)
@@ -66,13 +98,13 @@ def run_job(gateway: Gateway, server: FlightServer, spec: JobSpec, jobs: Path) -
 
 
 def served_rows(gateway: Gateway, run_ids: list[str], version_id: int) -> dict[str, BitMap]:
-    return {r: gateway.provenance.row_ids(r, version_id) for r in run_ids}
+    return {r: gateway.queries.run_rows(r, version_id) for r in run_ids}
 
 
 def test_sisa_unlearning_retrains_only_the_shards_that_held_the_subject(
     gateway: Gateway, server: FlightServer, tmp_path: Path
 ) -> None:
-    token = gateway.tokens.issue("demo-trainer", "trainer")
+    token = issue_token(gateway, "demo-trainer", "trainer")
     out = tmp_path / "model"
     first = trainer().main(
         [
@@ -82,10 +114,10 @@ def test_sisa_unlearning_retrains_only_the_shards_that_held_the_subject(
         ]
     )  # fmt: skip
     assert first["trained_shards"] == list(range(SHARDS))
-    recipe = gateway.recipes.get("sisa-1")
-    assert recipe is not None and recipe.recipe.strategy == "sisa"
+    recipe = recipe_of(gateway, "sisa-1")
+    assert recipe.recipe.strategy == "sisa"
     assert recipe.recipe.shard_runs == tuple(f"sisa-1.shard-{k}" for k in range(SHARDS))
-    info = gateway.catalog.get("patient_notes")
+    info = gateway.queries.dataset("patient_notes")
     before = served_rows(gateway, list(recipe.recipe.shard_runs), info.version_id)
     for shard_run, rows in before.items():
         assert rows and all(r % SHARDS == int(shard_run.rsplit("-", 1)[1]) for r in rows)
@@ -103,8 +135,8 @@ def test_sisa_unlearning_retrains_only_the_shards_that_held_the_subject(
     hit = sorted({r % SHARDS for r in served & subject_rows})
     files = {k: digest(out / f"shard-{k}.pt") for k in range(SHARDS)}
 
-    request = gateway.request_erasure(subject, None, "gdpr-art17", "demo-compliance")
-    plan = gateway.unlearning_plan(request)
+    request = gateway.commands.request_erasure(subject, None, "gdpr-art17", "demo-compliance")
+    plan = plan_of(gateway, request)
     (spec,) = plan.specs
     assert (spec.kind, spec.run_id, spec.principal_id) == ("unlearn", "sisa-1", "demo-trainer")
     assert spec.argv[:2] == ("python", "examples/train_reference.py")
@@ -118,13 +150,12 @@ def test_sisa_unlearning_retrains_only_the_shards_that_held_the_subject(
     # The recipe now names new runs for the retrained shards, and they read exactly the old
     # shard's rows without the subject's.
     tag = request_tag(request.id)
-    after = gateway.recipes.get("sisa-1")
-    assert after is not None
+    after = recipe_of(gateway, "sisa-1")
     for k in range(SHARDS):
         if k in hit:
             new_run = f"sisa-1.shard-{k}.u-{tag}"
             assert after.recipe.shard_runs[k] == new_run
-            got = gateway.provenance.row_ids(new_run, info.version_id)
+            got = gateway.queries.run_rows(new_run, info.version_id)
             assert not got & subject_rows
             assert got == before[f"sisa-1.shard-{k}"] - subject_rows
             assert digest(out / f"shard-{k}.pt") != files[k]
@@ -132,16 +163,12 @@ def test_sisa_unlearning_retrains_only_the_shards_that_held_the_subject(
             assert after.recipe.shard_runs[k] == f"sisa-1.shard-{k}"
             assert digest(out / f"shard-{k}.pt") == files[k]  # untouched, byte for byte
 
-    lookup = SubjectLookup(gateway.provenance)
-    try:
-        still = {r.run.id for r in lookup.runs_for_subject(subject)}
-    finally:
-        lookup.close()
+    still = {r.run.id for r in gateway.queries.runs_for_subject(subject)}
     current = set(after.recipe.shard_runs)
     assert not still & current  # no current shard of the model read the subject's rows
 
     # Planned again (say after a restart), the request finds nothing left to do.
-    again = gateway.unlearning_plan(request)
+    again = plan_of(gateway, request)
     assert again.specs == ()
     assert {a.action for a in again.actions} == {"none"}
     assert all("already retrained" in a.reason for a in again.actions)
@@ -150,7 +177,7 @@ def test_sisa_unlearning_retrains_only_the_shards_that_held_the_subject(
 def test_a_full_retrain_reads_without_the_erased_rows_into_a_new_output(
     gateway: Gateway, server: FlightServer, tmp_path: Path
 ) -> None:
-    token = gateway.tokens.issue("demo-trainer", "trainer")
+    token = issue_token(gateway, "demo-trainer", "trainer")
     out = tmp_path / "full"
     trainer().main(
         [
@@ -162,15 +189,15 @@ def test_a_full_retrain_reads_without_the_erased_rows_into_a_new_output(
     trainer().main(
         ["--flight-url", server.location, "--token", token, "--run-id", "bare-1", "--epochs", "1"]
     )
-    info = gateway.catalog.get("patient_notes")
-    old_rows = gateway.provenance.row_ids("full-1", info.version_id)
+    info = gateway.queries.dataset("patient_notes")
+    old_rows = gateway.queries.run_rows("full-1", info.version_id)
     owner = owners(gateway)
     subject = Counter(owner[r] for r in old_rows).most_common(1)[0][0]
     subject_rows = BitMap(r for r, p in owner.items() if p == subject)
     model = digest(out / "model.pt")
 
-    request = gateway.request_erasure(subject, ["patient_notes"], "gdpr-art17", "officer")
-    plan = gateway.unlearning_plan(request)
+    request = gateway.commands.request_erasure(subject, ["patient_notes"], "gdpr-art17", "officer")
+    plan = plan_of(gateway, request)
     actions = {a.run_id: (a.action, a.reason) for a in plan.actions}
     assert actions["bare-1"] == ("none", NO_RECIPE)
     assert actions["full-1"][0] == "retrain"
@@ -181,23 +208,23 @@ def test_a_full_retrain_reads_without_the_erased_rows_into_a_new_output(
 
     run_job(gateway, server, spec, tmp_path / "jobs")
 
-    new_rows = gateway.provenance.row_ids(f"full-1.r-{tag}", info.version_id)
+    new_rows = gateway.queries.run_rows(f"full-1.r-{tag}", info.version_id)
     assert new_rows == old_rows - subject_rows and not new_rows & subject_rows
-    old = gateway.recipes.get("full-1")
-    new = gateway.recipes.get(f"full-1.r-{tag}")
-    assert old is not None and old.superseded_by == f"full-1.r-{tag}"
-    assert new is not None and new.recipe.replaces == "full-1"
+    old = recipe_of(gateway, "full-1")
+    new = recipe_of(gateway, f"full-1.r-{tag}")
+    assert old.superseded_by == f"full-1.r-{tag}"
+    assert new.recipe.replaces == "full-1"
     assert new.recipe.output == f"{out}.r-{tag}"
     assert (Path(new.recipe.output) / "model.pt").is_file()
     assert digest(out / "model.pt") == model  # the old model is left for its owner to retire
-    again = {a.run_id: a for a in gateway.unlearning_plan(request).actions}
+    again = {a.run_id: a for a in plan_of(gateway, request).actions}
     assert again["full-1"].action == "none" and "superseded" in again["full-1"].reason
 
 
 def test_the_streaming_full_trainer_reads_every_served_row_once_per_run(
     gateway: Gateway, server: FlightServer, tmp_path: Path
 ) -> None:
-    token = gateway.tokens.issue("demo-trainer", "trainer")
+    token = issue_token(gateway, "demo-trainer", "trainer")
     read = trainer().main(
         ["--flight-url", server.location, "--token", token, "--run-id", "mem", "--epochs", "2"]
     )
@@ -207,13 +234,15 @@ def test_the_streaming_full_trainer_reads_every_served_row_once_per_run(
             "--epochs", "2", "--stream", "--output", str(tmp_path / "s"),
         ]
     )  # fmt: skip
-    info = gateway.catalog.get("patient_notes")
-    once = gateway.provenance.row_ids("mem", info.version_id)
-    assert gateway.provenance.row_ids("str", info.version_id) == once
+    info = gateway.queries.dataset("patient_notes")
+    once = gateway.queries.run_rows("mem", info.version_id)
+    assert gateway.queries.run_rows("str", info.version_id) == once
     assert read["rows_seen"] == len(once)
     assert streamed["rows_seen"] == 2 * len(once)  # the stream is read on every epoch
     assert streamed["held_out_accuracy"] > 0.5 and (tmp_path / "s" / "model.pt").is_file()
-    assert gateway.recipes.get("str") is not None and gateway.recipes.get("mem") is None
+    assert recipe_of(gateway, "str").run_id == "str"
+    with pytest.raises(NotFound):
+        recipe_of(gateway, "mem")
 
 
 @pytest.mark.parametrize("strategy", ["sisa"])
@@ -223,13 +252,11 @@ def test_the_trainer_refuses_sisa_without_an_output(strategy: str) -> None:
 
 
 def test_an_erasure_request_runs_its_unlearning_job_to_completion(
-    gateway: Gateway, server: FlightServer, client: TestClient, tmp_path: Path
+    repo_gateway: tuple[Gateway, FlightServer], repo_client: TestClient, tmp_path: Path
 ) -> None:
     # Jobs reach this test's Flight server and run in the repository (the trainer's path).
-    gateway.settings = gateway.settings.model_copy(
-        update={"jobs_flight_url": server.location, "unlearning_workdir": ROOT}
-    )
-    token = gateway.tokens.issue("demo-trainer", "trainer")
+    (gateway, server), client = repo_gateway, repo_client
+    token = issue_token(gateway, "demo-trainer", "trainer")
     out = tmp_path / "model"
     trainer().main(
         [
@@ -242,13 +269,13 @@ def test_an_erasure_request_runs_its_unlearning_job_to_completion(
     trainer().main(
         ["--flight-url", server.location, "--token", token, "--run-id", "bare", "--epochs", "1"]
     )
-    info = gateway.catalog.get("patient_notes")
+    info = gateway.queries.dataset("patient_notes")
     owner = owners(gateway)
-    shard0 = gateway.provenance.row_ids("e2e.shard-0", info.version_id)
+    shard0 = gateway.queries.run_rows("e2e.shard-0", info.version_id)
     subject = Counter(owner[r] for r in shard0).most_common(1)[0][0]
     subject_rows = BitMap(r for r, p in owner.items() if p == subject)
 
-    officer = auth(gateway.tokens.issue("demo-compliance", "compliance"))
+    officer = auth(issue_token(gateway, "demo-compliance", "compliance"))
     r = client.post(
         "/v1/erasure-requests",
         json={"subject_id": subject, "datasets": None, "legal_basis": "gdpr-art17"},
@@ -263,7 +290,7 @@ def test_an_erasure_request_runs_its_unlearning_job_to_completion(
     assert notes["e2e.shard-0"]["action"] == "unlearn"
 
     def finished() -> bool:
-        gateway.jobs.tick()
+        gateway.run_jobs_once()
         state: str = client.get(f"/v1/erasure-requests/{body['id']}", headers=officer).json()[
             "state"
         ]
@@ -272,11 +299,13 @@ def test_an_erasure_request_runs_its_unlearning_job_to_completion(
     wait_for(finished, timeout=300)
     done = client.get(f"/v1/erasure-requests/{body['id']}", headers=officer).json()
     assert done["state"] == "completed", done
+    # Completed: the subject id in clear is gone, the commitment stays.
+    assert done["subject_id"] is None and done["subject_commitment"] == body["subject_commitment"]
+    assert body["subject_id"] == subject  # kept while the request had work left
     assert [j["state"] for j in done["jobs"]] == ["succeeded"]
-    recipe = gateway.recipes.get("e2e")
-    assert recipe is not None
+    recipe = recipe_of(gateway, "e2e")
     for shard_run in recipe.recipe.shard_runs:
-        assert not gateway.provenance.row_ids(shard_run, info.version_id) & subject_rows
+        assert not gateway.queries.run_rows(shard_run, info.version_id) & subject_rows
     # Asking again (idempotent) plans nothing new: the shard was already retrained.
     again = client.post(
         "/v1/erasure-requests",

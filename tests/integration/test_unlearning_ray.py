@@ -18,7 +18,13 @@ from govern.gateway import Gateway
 from govern.jobs.ray_backend import RayBackend
 from govern.jobs.ray_local import local_ray_cluster
 from tests.conftest import wait_for
-from tests.integration.test_unlearning import ROOT, owners, trainer
+from tests.integration.test_unlearning import (  # noqa: F401 - repo_gateway is a fixture
+    ROOT,
+    issue_token,
+    owners,
+    repo_gateway,
+    trainer,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -31,10 +37,12 @@ def ray_address() -> Iterator[str]:
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_unlearn_job_runs_under_ray(
-    gateway: Gateway, server: FlightServer, ray_address: str, tmp_path: Path
+    repo_gateway: tuple[Gateway, FlightServer],  # noqa: F811
+    ray_address: str,
+    tmp_path: Path,
 ) -> None:
-    gateway.settings = gateway.settings.model_copy(update={"unlearning_workdir": ROOT})
-    token = gateway.tokens.issue("demo-trainer", "trainer")
+    gateway, server = repo_gateway  # jobs are planned to run in the repository
+    token = issue_token(gateway, "demo-trainer", "trainer")
     out = tmp_path / "model"
     trainer().main(
         [
@@ -42,14 +50,15 @@ def test_the_unlearn_job_runs_under_ray(
             "--strategy", "sisa", "--shards", "3", "--epochs", "1", "--output", str(out),
         ]
     )  # fmt: skip
-    info = gateway.catalog.get("patient_notes")
+    info = gateway.queries.dataset("patient_notes")
     owner = owners(gateway)
-    shard1 = gateway.provenance.row_ids("ray-m.shard-1", info.version_id)
+    shard1 = gateway.queries.run_rows("ray-m.shard-1", info.version_id)
     subject = Counter(owner[r] for r in shard1).most_common(1)[0][0]
     subject_rows = BitMap(r for r, p in owner.items() if p == subject)
     files = {k: hashlib.sha256((out / f"shard-{k}.pt").read_bytes()).digest() for k in range(3)}
 
-    plan = gateway.unlearning_plan(gateway.request_erasure(subject, None, "gdpr", "officer"))
+    request = gateway.commands.request_erasure(subject, None, "gdpr", "officer")
+    plan = gateway.queries.erasure_request(request.id).plan
     (spec,) = plan.specs
     assert spec.workdir == str(ROOT)
     backend = RayBackend(ray_address)
@@ -58,17 +67,16 @@ def test_the_unlearn_job_runs_under_ray(
         job,
         spec,
         {
-            "GOVERN_TOKEN": gateway.tokens.issue("demo-trainer", "trainer"),
+            "GOVERN_TOKEN": issue_token(gateway, "demo-trainer", "trainer"),
             "GOVERN_FLIGHT_URL": server.location,
         },
     )
     wait_for(lambda: backend.status(job).state in ("succeeded", "failed"), 300)
     assert backend.status(job).state == "succeeded", backend.logs(job)
-    recipe = gateway.recipes.get("ray-m")
-    assert recipe is not None
+    recipe = gateway.queries.recipe(gateway.operator, "ray-m")
     hit = [int(k) for k in spec.argv[spec.argv.index("--only-shards") + 1].split(",")]
     for k in range(3):
         now = hashlib.sha256((out / f"shard-{k}.pt").read_bytes()).digest()
         assert (now != files[k]) == (k in hit)
-        read = gateway.provenance.row_ids(recipe.recipe.shard_runs[k], info.version_id)
+        read = gateway.queries.run_rows(recipe.recipe.shard_runs[k], info.version_id)
         assert not read & subject_rows

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from govern.flight import FlightServer
 from govern.gateway import Gateway
-from tests.conftest import TokenFactory, auth
+from tests.conftest import TEST_ACTOR, TokenFactory, auth
 
 RECIPE: dict[str, Any] = {
     "trainer": "examples/train_reference.py",
@@ -58,8 +58,11 @@ def test_owners_register_recipes_and_others_may_not(
         ]["epochs"]
         == 9
     )
-    logged = [leaf for _, leaf in gateway.ledger.leaves(0, 10_000) if b'"run.recipe"' in leaf]
-    assert len(logged) == 2
+    logged = gateway.queries.ledger_entries(gateway.operator, limit=10_000, kind="run.recipe")
+    assert [(e.entry["actor"], e.entry["object"]) for e in logged] == [
+        ("alice", "run:r1"),
+        ("root", "run:r1"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -91,13 +94,15 @@ def test_the_trainer_registers_over_flight_with_its_own_token(
     gateway: Gateway, server: FlightServer
 ) -> None:
     trainer = govern_connect.connect(
-        server.location, gateway.tokens.issue("demo-trainer", "trainer")
+        server.location, gateway.commands.issue_token("demo-trainer", "trainer", TEST_ACTOR).token
     )
     stored = trainer.put_recipe("fl-1", RECIPE)
     assert stored["principal_id"] == "demo-trainer"
     assert trainer.get_recipe("fl-1")["recipe"] == stored["recipe"]
-    gateway.principals.upsert("other", ["trainer"], {})
-    other = govern_connect.connect(server.location, gateway.tokens.issue("other", "trainer"))
+    gateway.commands.put_principal("other", ["trainer"], {}, TEST_ACTOR)
+    other = govern_connect.connect(
+        server.location, gateway.commands.issue_token("other", "trainer", TEST_ACTOR).token
+    )
     with pytest.raises(flight.FlightUnauthorizedError) as denied:
         other.put_recipe("fl-1", RECIPE)
     assert code(denied.value) == "forbidden"

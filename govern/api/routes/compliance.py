@@ -65,7 +65,7 @@ Assessor = Annotated[Caller, Depends(require(Action.COMPLIANCE_ASSESS))]
 
 @router.get("/rules", response_model=list[RuleOut])
 async def rules(gateway: GatewayDep, _: RulesReader) -> list[dict[str, Any]]:
-    return [r.to_json() for r in gateway.compliance.rules()]
+    return [r.to_json() for r in gateway.queries.rules()]
 
 
 @router.post("/assessments", response_model=AssessmentOut, status_code=201)
@@ -76,10 +76,10 @@ def assess(body: AssessmentIn, gateway: GatewayDep, caller: Assessor) -> dict[st
             f"facts.description is longer than {MAX_DESCRIPTION} characters",
             details={"length": len(description), "max": MAX_DESCRIPTION},
         )
-    info = gateway.compliance.assess(body.dataset, body.purpose, body.rules, body.facts, caller.id)
+    info = gateway.commands.assess(body.dataset, body.purpose, body.rules, body.facts, caller.id)
     return info.to_json()
 
 
 @router.get("/assessments/{aid}", response_model=AssessmentOut)
 def get(aid: str, gateway: GatewayDep, _: Reader) -> dict[str, Any]:
-    return gateway.compliance.get(aid).to_json()
+    return gateway.queries.assessment(aid).to_json()

@@ -161,7 +161,7 @@ Writer = Annotated[Caller, Depends(require(Action.DATASETS_WRITE))]
 
 @router.get("", response_model=list[DatasetOut])
 def list_datasets(gateway: GatewayDep, _: Reader) -> list[DatasetOut]:
-    return [DatasetOut.of(d) for d in gateway.catalog.all()]
+    return [DatasetOut.of(d) for d in gateway.queries.datasets()]
 
 
 @dataclass
@@ -281,7 +281,7 @@ async def upload_dataset(request: Request, gateway: GatewayDep, caller: Writer) 
         assert form.path is not None
         unique = [c.strip() for c in form.text("unique_columns", False).split(",") if c.strip()]
         result = await run_in_threadpool(
-            gateway.ingest,
+            gateway.commands.ingest,
             form.text("name"),
             form.path,
             form.text("subject_column"),
@@ -297,17 +297,17 @@ async def upload_dataset(request: Request, gateway: GatewayDep, caller: Writer) 
 
 @router.get("/{name}", response_model=DatasetDetailOut)
 def get_dataset(name: str, gateway: GatewayDep, _: Reader) -> DatasetDetailOut:
-    return DatasetDetailOut.of(gateway.catalog.get(name))
+    return DatasetDetailOut.of(gateway.queries.dataset(name))
 
 
 @router.get("/{name}/versions", response_model=list[DatasetDetailOut])
 def list_versions(name: str, gateway: GatewayDep, _: Reader) -> list[DatasetDetailOut]:
-    return [DatasetDetailOut.of(d) for d in gateway.catalog.versions(name)]
+    return [DatasetDetailOut.of(d) for d in gateway.queries.versions(name)]
 
 
 @router.get("/{name}/versions/{version}/quality", response_model=QualityOut)
 def get_quality(name: str, version: int, gateway: GatewayDep, _: Reader) -> QualityOut:
-    r = gateway.quality.result(name, version)
+    r = gateway.queries.quality_result(name, version)
     return QualityOut(
         dataset=r.dataset,
         version=r.version,
@@ -323,7 +323,7 @@ def get_quality(name: str, version: int, gateway: GatewayDep, _: Reader) -> Qual
 def accept_version(
     name: str, version: int, gateway: GatewayDep, caller: Writer
 ) -> DatasetDetailOut:
-    return DatasetDetailOut.of(gateway.accept_version(name, version, caller.id))
+    return DatasetDetailOut.of(gateway.commands.accept_version(name, version, caller.id))
 
 
 def _suite_out(info: Any) -> SuiteOut:
@@ -338,16 +338,16 @@ def _suite_out(info: Any) -> SuiteOut:
 
 @router.get("/{name}/suite", response_model=SuiteOut)
 def get_suite(name: str, gateway: GatewayDep, _: Reader) -> SuiteOut:
-    return _suite_out(gateway.quality.get_suite(name))
+    return _suite_out(gateway.queries.suite(name))
 
 
 @router.put("/{name}/suite", response_model=SuiteOut)
 def put_suite(name: str, body: SuiteIn, gateway: GatewayDep, caller: Writer) -> SuiteOut:
-    return _suite_out(gateway.put_suite(name, body.model_dump(), caller.id))
+    return _suite_out(gateway.commands.put_suite(name, body.model_dump(), caller.id))
 
 
 @router.put("/{name}/columns/{column}/tags", response_model=DatasetDetailOut)
 def put_tags(
     name: str, column: str, body: TagsIn, gateway: GatewayDep, caller: Writer
 ) -> DatasetDetailOut:
-    return DatasetDetailOut.of(gateway.set_tags(name, column, body.tags, caller.id))
+    return DatasetDetailOut.of(gateway.commands.set_tags(name, column, body.tags, caller.id))

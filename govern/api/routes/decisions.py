@@ -85,7 +85,7 @@ def _request(body: DecisionIn) -> DecisionRequest:
 # the Plan's JSON directly (its shape is PlanOut, which documents it in OpenAPI); FastAPI would
 # otherwise add a thread hop for a sync handler and another to re-validate the response.
 def _plans(gateway: Gateway, caller: Caller, bodies: list[DecisionIn]) -> list[dict[str, Any]]:
-    return [p.to_json() for p in gateway.decide_many(caller, [_request(b) for b in bodies])]
+    return [p.to_json() for p in gateway.decider.decide_many(caller, [_request(b) for b in bodies])]
 
 
 @router.post("", response_model=PlanOut)

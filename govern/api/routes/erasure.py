@@ -9,8 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from govern.api.deps import GatewayDep, require
 from govern.auth import Action, Caller
-from govern.gateway import Gateway
-from govern.unlearning import ErasureInfo
+from govern.gateway.queries import ErasureView
 
 router = APIRouter(prefix="/v1/erasure-requests", tags=["erasure"])
 
@@ -25,7 +24,9 @@ class ErasureIn(BaseModel):
 class ErasureOut(BaseModel):
     id: str
     state: str
-    subject_id: str
+    # In clear while the request has work left; null once it completed (the commitment stays).
+    subject_id: str | None
+    subject_commitment: str
     datasets: list[str] | None
     legal_basis: str
     excluded_rows: int
@@ -41,14 +42,13 @@ Writer = Annotated[Caller, Depends(require(Action.ERASURE_WRITE))]
 Reader = Annotated[Caller, Depends(require(Action.ERASURE_READ))]
 
 
-def _out(gateway: Gateway, info: ErasureInfo) -> ErasureOut:
-    runs = gateway.affected_runs(info)
-    rewrite = gateway.rewriter.state(info.id)
-    plan = gateway.unlearning_plan(info, runs)
+def _out(view: ErasureView) -> ErasureOut:
+    info, runs, plan, rewrite = view.info, view.affected_runs, view.plan, view.rewrite
     return ErasureOut(
         id=info.id,
         state=info.state,
         subject_id=info.subject_id,
+        subject_commitment=info.subject_commitment,
         datasets=list(info.datasets) if info.datasets else None,
         legal_basis=info.legal_basis,
         excluded_rows=info.excluded_rows,
@@ -64,7 +64,7 @@ def _out(gateway: Gateway, info: ErasureInfo) -> ErasureOut:
             }
             for r in runs
         ],
-        jobs=[j.to_json() for j in gateway.jobs.for_request(info.id)],
+        jobs=[j.to_json() for j in view.jobs],
         message=info.message,
         rewrite=rewrite.state,
         rewrite_versions=[v.to_json() for v in rewrite.versions],
@@ -73,12 +73,14 @@ def _out(gateway: Gateway, info: ErasureInfo) -> ErasureOut:
 
 @router.post("", response_model=ErasureOut, status_code=202)
 def create(body: ErasureIn, gateway: GatewayDep, caller: Writer, response: Response) -> ErasureOut:
-    info = gateway.request_erasure(body.subject_id, body.datasets, body.legal_basis, caller.id)
+    info = gateway.commands.request_erasure(
+        body.subject_id, body.datasets, body.legal_basis, caller.id
+    )
     if not info.created:
         response.status_code = 200  # the same request again: idempotent
-    return _out(gateway, info)
+    return _out(gateway.queries.erasure_request(info.id))
 
 
 @router.get("/{rid}", response_model=ErasureOut)
 def get(rid: str, gateway: GatewayDep, _: Reader) -> ErasureOut:
-    return _out(gateway, gateway.erasure.get(rid))
+    return _out(gateway.queries.erasure_request(rid))

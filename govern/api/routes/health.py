@@ -19,7 +19,7 @@ def healthz() -> dict[str, str]:
 @router.get("/readyz")
 def readyz(gateway: GatewayDep) -> dict[str, str]:
     try:
-        gateway.db.ping()
+        gateway.queries.ping()
     except StoreUnavailable as exc:
         raise StoreUnavailable("not ready: the metadata store is unreachable") from exc
     return {"status": "ready"}

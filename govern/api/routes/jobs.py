@@ -53,22 +53,22 @@ def list_jobs(
     request: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[JobOut]:
-    jobs = gateway.jobs.for_request(request) if request else gateway.jobs.all(limit)
+    jobs = gateway.queries.jobs(request, limit)
     return [_out(j) for j in jobs]
 
 
 @router.get("/{job_id}", response_model=JobOut)
 def get_job(job_id: str, gateway: GatewayDep, _: Reader) -> JobOut:
-    return _out(gateway.jobs.get(job_id))
+    return _out(gateway.queries.job(job_id))
 
 
 @router.post("/{job_id}/retry", response_model=JobOut)
 def retry_job(job_id: str, gateway: GatewayDep, caller: Writer) -> JobOut:
     """A failed or cancelled job gets a fresh set of attempts (409 otherwise); logged."""
-    return _out(gateway.jobs.retry(job_id, caller.id))
+    return _out(gateway.commands.retry_job(job_id, caller.id))
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut)
 def cancel_job(job_id: str, gateway: GatewayDep, caller: Writer) -> JobOut:
     """Stop a job that has not ended (409 once it has); logged."""
-    return _out(gateway.jobs.cancel(job_id, caller.id))
+    return _out(gateway.commands.cancel_job(job_id, caller.id))

@@ -1,4 +1,8 @@
-"""The access log, for auditors: checkpoints, entries, proofs, the verifier key."""
+"""The access log: checkpoints, entries, proofs, the verifier key.
+
+Least privilege (invariant 9): checkpoints, the key, proofs and a principal's own entries are
+open to every principal; other principals' entries and the whole bundle are for auditors,
+compliance officers and admins (403 otherwise)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from pydantic import BaseModel
 from govern.api.deps import GatewayDep, require
 from govern.auth import Action, Caller
 from govern.errors import NotFound, ValidationError
+from govern.gateway.queries import LedgerEntryView
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
 
@@ -52,59 +57,63 @@ class EntriesPage(BaseModel):
 
 @router.get("/checkpoint", response_model=CheckpointOut)
 def checkpoint(gateway: GatewayDep, _: Reader) -> CheckpointOut:
-    head = gateway.ledger.checkpoint()
+    head, anchors = gateway.queries.checkpoint()
     # Anchors of trees containing this one; empty until the anchorer has caught up with it.
-    anchors = [a.to_json() for a in gateway.anchors.covering(head.tree_size)]
-    return CheckpointOut(**head.to_json(anchors))
+    return CheckpointOut(**head.to_json([a.to_json() for a in anchors]))
 
 
 @router.get("/key")
 def key(gateway: GatewayDep, _: Reader) -> dict[str, str]:
-    return gateway.ledger.public_key()
+    return gateway.queries.verifier_key()
 
 
 @router.get("/bundle")
-def bundle(gateway: GatewayDep, _: Reader) -> dict[str, Any]:
+def bundle(gateway: GatewayDep, caller: Reader) -> dict[str, Any]:
     """Everything `govern ledger verify --url` needs: entries, recorded leaf hashes, signed
-    checkpoints and anchors. The hashes are trusted only as far as the signatures cover them."""
-    gateway.ledger.checkpoint()
-    data = gateway.ledger.bundle()
-    data.anchors = [a.ref() for a in gateway.anchors.all()]
-    return data.to_json()
+    checkpoints and anchors (every principal's entries: auditor, compliance and admin only).
+    The hashes are trusted only as far as the signatures cover them."""
+    return gateway.queries.bundle(caller).to_json()
+
+
+def _entry_out(view: LedgerEntryView) -> EntryOut:
+    return EntryOut(index=view.index, entry=view.entry, leaf=base64.b64encode(view.leaf).decode())
 
 
 @router.get("/entries", response_model=EntriesPage)
 def entries(
     gateway: GatewayDep,
-    _: Reader,
+    caller: Reader,
     start: NonNegative = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    actor: Annotated[str | None, Query(max_length=200)] = None,
+    kind: Annotated[str | None, Query(max_length=32)] = None,
+    object: Annotated[str | None, Query(max_length=300)] = None,
 ) -> EntriesPage:
-    from govern.ledger.canonical import parse_leaf
-
-    rows = gateway.ledger.leaves(start, limit)
-    page = [
-        EntryOut(index=i, entry=parse_leaf(leaf), leaf=base64.b64encode(leaf).decode())
-        for i, leaf in rows
-    ]
-    return EntriesPage(entries=page, next=rows[-1][0] + 1 if len(rows) == limit else None)
+    """Entries from ``start`` on, oldest first, filtered by actor, kind and object. Auditors,
+    compliance officers and admins see every entry; everyone else their own."""
+    rows = gateway.queries.ledger_entries(
+        caller, start=start, limit=limit, actor=actor, kind=kind, object_ref=object
+    )
+    page = [_entry_out(v) for v in rows]
+    return EntriesPage(entries=page, next=rows[-1].index + 1 if len(rows) == limit else None)
 
 
 @router.get("/entries/{index}", response_model=EntryOut)
-def entry(index: int, gateway: GatewayDep, _: Reader) -> EntryOut:
+def entry(index: int, gateway: GatewayDep, caller: Reader) -> EntryOut:
+    """One entry: the caller's own, or any for auditors, compliance officers and admins."""
     if index < 0:
         raise ValidationError("index must be >= 0", details={"index": index})
-    data, leaf = gateway.ledger.entry(index)
-    return EntryOut(index=index, entry=data, leaf=base64.b64encode(leaf).decode())
+    return _entry_out(gateway.queries.ledger_entry(caller, index))
 
 
 @router.get("/entries/{index}/proof", response_model=ProofOut)
 def proof(index: int, gateway: GatewayDep, _: Reader, tree_size: NonNegative) -> ProofOut:
+    """An inclusion proof (hashes only, so open to every principal)."""
     if index < 0:
         raise ValidationError("index must be >= 0", details={"index": index})
-    if tree_size > gateway.ledger.refresh():
+    if tree_size > gateway.queries.log_size():
         raise NotFound("tree_size is beyond the head", details={"tree_size": tree_size})
-    hashes = gateway.ledger.inclusion_proof(index, tree_size)
+    hashes = gateway.queries.inclusion_proof(index, tree_size)
     return ProofOut(index=index, tree_size=tree_size, hashes=[h.hex() for h in hashes])
 
 
@@ -114,7 +123,7 @@ def consistency(
 ) -> ConsistencyOut:
     if first > second:
         raise ValidationError("first must not exceed second", details={"first": first})
-    if second > gateway.ledger.refresh():
+    if second > gateway.queries.log_size():
         raise NotFound("second is beyond the head", details={"second": second})
-    hashes = gateway.ledger.consistency_proof(first, second)
+    hashes = gateway.queries.consistency_proof(first, second)
     return ConsistencyOut(first=first, second=second, hashes=[h.hex() for h in hashes])

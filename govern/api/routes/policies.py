@@ -9,7 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from govern.api.deps import GatewayDep, require
 from govern.auth import Action, Caller
-from govern.policy.simulate import simulate
 
 router = APIRouter(prefix="/v1/policies", tags=["policies"])
 
@@ -45,26 +44,16 @@ Writer = Annotated[Caller, Depends(require(Action.POLICIES_WRITE))]
 
 @router.get("", response_model=PolicySetOut)
 def get_policies(gateway: GatewayDep, _: Reader) -> PolicySetOut:
-    p = gateway.policy.current
+    p = gateway.queries.policy()
     return PolicySetOut(version=p.version, model=p.model_text, rules=[list(r) for r in p.rules])
 
 
 @router.put("", response_model=VersionOut)
 def put_policies(body: PolicySetIn, gateway: GatewayDep, caller: Writer) -> VersionOut:
-    return VersionOut(version=gateway.put_policy(body.model, body.rules, caller.id))
+    return VersionOut(version=gateway.commands.put_policy(body.model, body.rules, caller.id))
 
 
 @router.post("/simulate", response_model=SimulateOut)
 def simulate_policies(body: SimulateIn, gateway: GatewayDep, _: Writer) -> SimulateOut:
-    candidate = gateway.policy.validate(body.model, body.rules)
-    changes = simulate(
-        gateway.policy,
-        candidate,
-        gateway.principals.all(),
-        gateway.catalog.all(),
-        gateway.engine,
-        body.purposes,
-    )
-    return SimulateOut(
-        current_version=gateway.policy.current.version, changes=[c.to_json() for c in changes]
-    )
+    version, changes = gateway.queries.simulate_policy(body.model, body.rules, body.purposes)
+    return SimulateOut(current_version=version, changes=[c.to_json() for c in changes])

@@ -61,30 +61,29 @@ def whoami(caller: CurrentCaller) -> PrincipalOut:
 
 @router.get("/principals", response_model=list[PrincipalOut])
 def list_principals(gateway: GatewayDep, _: PrincipalReader) -> list[PrincipalOut]:
-    return [PrincipalOut.of(p) for p in gateway.principals.all()]
+    return [PrincipalOut.of(p) for p in gateway.queries.principals()]
 
 
 @router.put("/principals/{pid}", response_model=PrincipalOut)
 def put_principal(pid: str, body: PrincipalIn, gateway: GatewayDep, caller: Admin) -> PrincipalOut:
-    record = gateway.principals.upsert(
-        pid, body.roles, body.attributes, display_name=body.display_name
-    )
-    gateway.log(
-        "principal.put",
-        {"id": record.id, "roles": list(record.roles), "attributes": dict(record.attributes)},
-        caller.id,
+    record = gateway.commands.put_principal(
+        pid, body.roles, body.attributes, caller.id, display_name=body.display_name
     )
     return PrincipalOut.of(record)
 
 
+@router.delete("/principals/{pid}", status_code=204)
+def disable_principal(pid: str, gateway: GatewayDep, caller: Admin) -> None:
+    """Disable a principal (kept for the record): every token it holds stops working."""
+    gateway.commands.disable_principal(pid, caller.id)
+
+
 @router.post("/tokens", response_model=TokenOut, status_code=201)
 def create_token(body: TokenIn, gateway: GatewayDep, caller: TokenWriter) -> TokenOut:
-    token = gateway.tokens.issue(body.subject, body.role, body.ttl_seconds)
-    gateway.log("token.issue", {"subject": body.subject, "role": body.role}, caller.id)
-    return TokenOut(token=token)
+    issued = gateway.commands.issue_token(body.subject, body.role, caller.id, body.ttl_seconds)
+    return TokenOut(token=issued.token)
 
 
 @router.delete("/tokens/{jti}", status_code=204)
 def revoke_token(jti: str, gateway: GatewayDep, caller: TokenWriter) -> None:
-    gateway.tokens.revoke(jti)
-    gateway.log("token.revoke", {"jti": jti}, caller.id)
+    gateway.commands.revoke_token(jti, caller.id)

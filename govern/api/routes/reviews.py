@@ -45,10 +45,10 @@ def queue(
     _: Reader,
     state: Annotated[Literal["open", "decided", "all"], Query()] = "open",
 ) -> list[dict[str, Any]]:
-    reviews = gateway.compliance.reviews(None if state == "all" else state)
+    reviews = gateway.queries.reviews(None if state == "all" else state)
     return [r.to_json() for r in reviews]
 
 
 @router.post("/{rid}", response_model=ReviewOut)
 def decide(rid: str, body: DecisionIn, gateway: GatewayDep, caller: Decider) -> dict[str, Any]:
-    return gateway.compliance.decide(rid, body.verdict, body.note, caller.id).to_json()
+    return gateway.commands.decide_review(rid, body.verdict, body.note, caller.id).to_json()

@@ -10,7 +10,6 @@ from pydantic import BaseModel
 
 from govern.api.deps import CurrentCaller, GatewayDep, require
 from govern.auth import Action, Caller
-from govern.provenance import SubjectLookup, ensure_run_visible
 from govern.unlearning.recipes import RecipeBody, RecipeInfo
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
@@ -60,11 +59,7 @@ def runs_for_subject(
     subject_id: Annotated[str, Query(min_length=1, max_length=200)],
     dataset: Annotated[list[str] | None, Query(max_length=100)] = None,
 ) -> SubjectRunsOut:
-    lookup = SubjectLookup(gateway.provenance)
-    try:
-        found = lookup.runs_for_subject(subject_id, dataset)
-    finally:
-        lookup.close()
+    found = gateway.queries.runs_for_subject(subject_id, dataset)
     return SubjectRunsOut(
         subject_id=subject_id,
         runs=[
@@ -85,10 +80,7 @@ def runs_for_subject(
 
 @router.get("/{run_id}", response_model=RunOut)
 def get_run(run_id: str, gateway: GatewayDep, caller: CurrentCaller) -> RunOut:
-    store = gateway.provenance
-    run = store.get_run(run_id)
-    ensure_run_visible(caller, run)
-    reads = store.reads(run_id)
+    run, reads = gateway.queries.run(caller, run_id)
     return RunOut(
         id=run.id,
         principal_id=run.principal_id,
@@ -126,9 +118,9 @@ def put_recipe(
     run_id: str, body: RecipeBody, gateway: GatewayDep, caller: CurrentCaller
 ) -> RecipeOut:
     """Register how the run was trained; the run's own principal (or an admin) only."""
-    return _recipe_out(gateway.put_recipe(caller, run_id, body))
+    return _recipe_out(gateway.commands.put_recipe(caller, run_id, body))
 
 
 @router.get("/{run_id}/recipe", response_model=RecipeOut)
 def get_recipe(run_id: str, gateway: GatewayDep, caller: CurrentCaller) -> RecipeOut:
-    return _recipe_out(gateway.get_recipe(caller, run_id))
+    return _recipe_out(gateway.queries.recipe(caller, run_id))

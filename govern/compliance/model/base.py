@@ -10,14 +10,10 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from govern.errors import ModelUnavailable, PromptTooLong, ValidationError
 
-if TYPE_CHECKING:
-    from govern.settings import Settings
-
-__all__ = ["LanguageModel", "ModelUnavailable", "NoModel", "PromptTooLong", "open_model"]
+__all__ = ["LanguageModel", "ModelUnavailable", "NoModel", "PromptTooLong"]
 
 
 class LanguageModel(ABC):
@@ -81,17 +77,3 @@ class NoModel(LanguageModel):
 
     def label_logprobs(self, prompt: str, labels: Sequence[str]) -> dict[str, float]:
         raise ModelUnavailable("no language model is configured (GOVERN_LLM_BACKEND=none)")
-
-
-def open_model(settings: Settings) -> LanguageModel:
-    """The backend ``settings.llm_backend`` names. Nothing is loaded or contacted here."""
-    backend = settings.llm_backend
-    if backend == "none":
-        return NoModel()
-    if backend == "openai":
-        from govern.compliance.model.openai import OpenAIModel
-
-        return OpenAIModel.from_settings(settings)
-    from govern.compliance.model.local import shared_local_model
-
-    return shared_local_model(settings)

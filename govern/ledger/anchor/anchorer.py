@@ -21,7 +21,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from govern.errors import GovernError
-from govern.ledger.anchor.base import AnchorConflict, Chain, ChainConfigError, ChainUnavailable
+from govern.ledger.anchor.base import (
+    AnchorConflict,
+    AnchorReceipt,
+    Chain,
+    ChainConfigError,
+    ChainUnavailable,
+)
 from govern.ledger.anchor.records import AnchorRecord, AnchorRecords
 from govern.ledger.service import Ledger
 
@@ -52,6 +58,7 @@ class Anchorer:
         open_chain: Callable[[], Chain],
         records: AnchorRecords,
         *,
+        record: Callable[[AnchorReceipt], AnchorRecord],
         every_entries: int,
         every_seconds: float,
         backoff_initial: float = 1.0,
@@ -61,6 +68,8 @@ class Anchorer:
         self._ledger = ledger
         self._open_chain = open_chain
         self.records = records
+        # Stores an anchor with its event (the command layer's record_anchor).
+        self._record = record
         self.every_entries = every_entries
         self.every_seconds = every_seconds
         self.backoff_initial = backoff_initial
@@ -159,7 +168,9 @@ class Anchorer:
 
     # -- one attempt ------------------------------------------------------------------------------
 
-    def anchor_now(self) -> AnchorRecord | None:
+    def anchor_now(
+        self, record: Callable[[AnchorReceipt], AnchorRecord] | None = None
+    ) -> AnchorRecord | None:
         """Sign a checkpoint at the head and anchor it now. None if everything is anchored.
 
         Raises ChainUnavailable (or another GovernError) when the attempt fails; the loop
@@ -168,7 +179,7 @@ class Anchorer:
         with self._attempt_lock:
             ledger = self._ledger()
             self._store_size = self.records.log_size()
-            if max(self._store_size, ledger.size) <= self._refresh_anchored():
+            if self._store_size <= self._refresh_anchored():
                 return None
             if self.chain is None:
                 self.chain = self._open_chain()
@@ -183,8 +194,8 @@ class Anchorer:
             checkpoint = ledger.checkpoint()
             started = time.perf_counter()
             receipt = chain.anchor(checkpoint.tree_size, checkpoint.root_hash)
-            record = self.records.add(receipt)
-            self._anchored_size = max(self._anchored_size or 0, record.tree_size)
+            stored = (record or self._record)(receipt)
+            self._anchored_size = max(self._anchored_size or 0, stored.tree_size)
             self._anchors += 1
             self._consecutive = 0
             self._chain_up = True
@@ -193,15 +204,15 @@ class Anchorer:
             self._last_gas = receipt.gas_used
             log.info(
                 "anchored tree size %d on chain %d (tx %s, block %d, gas %s, %.0f ms)%s",
-                record.tree_size,
-                record.chain_id,
-                record.tx_hash,
-                record.block_number,
+                stored.tree_size,
+                stored.chain_id,
+                stored.tx_hash,
+                stored.block_number,
                 receipt.gas_used,
                 (time.perf_counter() - started) * 1000,
                 " (already on chain)" if receipt.already_anchored else "",
             )
-            return record
+            return stored
 
     # -- lag --------------------------------------------------------------------------------------
 
@@ -225,7 +236,9 @@ class Anchorer:
 
     def status(self) -> AnchorStatus:
         """Cheap, non-blocking: safe to call from a metrics scrape while a chain call hangs."""
-        size = max(self._ledger().size, self._store_size)
+        # One indexed query, never a chain call: the lag shows entries appended while a chain
+        # call hangs or backs off.
+        size = max(self._store_size, self.records.log_size())
         anchored = self._anchored_size
         if anchored is None:
             anchored = self._refresh_anchored()

@@ -7,14 +7,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
 from govern.ledger.anchor.base import AnchorReceipt
 from govern.ledger.verify import AnchorRef
 from govern.store.db import Database
 from govern.store.models import LedgerAnchor, LedgerEntry
 
-__all__ = ["AnchorRecord", "AnchorRecords"]
+# The kind of the entry that records an anchor (govern.events.AnchorRecorded).
+ANCHOR_KIND = "ledger.anchor"
+
+__all__ = ["ANCHOR_KIND", "AnchorRecord", "AnchorRecords"]
 
 
 @dataclass(frozen=True)
@@ -62,36 +64,33 @@ class AnchorRecords:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def add(self, receipt: AnchorReceipt) -> AnchorRecord:
-        """Record an anchor; recording one that is already there returns the stored row."""
-        try:
-            with self.db.session() as s:
-                row = LedgerAnchor(
-                    tree_size=receipt.tree_size,
-                    root_hash=receipt.root,
-                    chain_id=receipt.chain_id,
-                    contract_address=receipt.contract_address,
-                    tx_hash=receipt.tx_hash,
-                    block_number=receipt.block_number,
-                    gas_used=receipt.gas_used,
-                    created_at=datetime.now(UTC),
+    def add(self, receipt: AnchorReceipt) -> tuple[AnchorRecord, bool]:
+        """Record an anchor (inside the command's transaction): (the record, whether it is
+        new). Recording one that is already there returns the stored row."""
+        with self.db.session() as s:
+            existing = s.scalar(
+                select(LedgerAnchor).where(
+                    LedgerAnchor.chain_id == receipt.chain_id,
+                    LedgerAnchor.contract_address == receipt.contract_address,
+                    LedgerAnchor.tree_size == receipt.tree_size,
                 )
-                s.add(row)
-                s.flush()
-                return _record(row)
-        except IntegrityError:
-            # Another replica (or an earlier attempt whose answer was lost) recorded it.
-            with self.db.session() as s:
-                existing = s.scalar(
-                    select(LedgerAnchor).where(
-                        LedgerAnchor.chain_id == receipt.chain_id,
-                        LedgerAnchor.contract_address == receipt.contract_address,
-                        LedgerAnchor.tree_size == receipt.tree_size,
-                    )
-                )
-                if existing is None:
-                    raise
-                return _record(existing)
+            )
+            if existing is not None:
+                # Another replica (or an earlier attempt whose answer was lost) recorded it.
+                return _record(existing), False
+            row = LedgerAnchor(
+                tree_size=receipt.tree_size,
+                root_hash=receipt.root,
+                chain_id=receipt.chain_id,
+                contract_address=receipt.contract_address,
+                tx_hash=receipt.tx_hash,
+                block_number=receipt.block_number,
+                gas_used=receipt.gas_used,
+                created_at=datetime.now(UTC),
+            )
+            s.add(row)
+            s.flush()
+            return _record(row), True
 
     def all(self) -> list[AnchorRecord]:
         with self.db.session() as s:
@@ -124,10 +123,11 @@ class AnchorRecords:
         return 0 if size is None else int(size)
 
     def log_size(self) -> int:
-        """Entries in the store, whoever appended them; one primary-key lookup, cheap enough
-        to poll (MerkleLog.refresh also reloads the tree's edge)."""
+        """The size of the log up to its last entry that is not itself an anchor record,
+        whoever appended it: what is left to anchor. Anchor records alone never make an anchor
+        due, or every anchor would call for the next."""
         with self.db.session() as s:
-            top = s.scalar(select(func.max(LedgerEntry.idx)))
+            top = s.scalar(select(func.max(LedgerEntry.idx)).where(LedgerEntry.kind != ANCHOR_KIND))
         return 0 if top is None else int(top) + 1
 
     def entry_time(self, index: int) -> datetime | None:

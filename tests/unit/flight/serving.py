@@ -14,6 +14,7 @@ from govern.flight import FlightServer
 from govern.gateway import Gateway
 from govern.policy.files import read_rules
 from govern.resources import policies_dir
+from tests.conftest import TEST_ACTOR
 
 # A dataset big enough for several record batches (the engine streams 64k rows per batch),
 # with a wide text column so that a client that stops reading stalls the server's writes.
@@ -47,10 +48,10 @@ def events_table(rows: int = EVENTS_ROWS, seed: int = 3) -> pa.Table:
 
 def load_events(gateway: Gateway) -> None:
     """The events dataset, readable by trainers for training (no bots) and evaluation."""
-    gateway.catalog.register_version(
-        "events", events_table(), "user_id", tags={"user_id": ["pii.id"]}
+    gateway.commands.register_dataset(
+        "events", events_table(), "user_id", TEST_ACTOR, tags={"user_id": ["pii.id"]}
     )
-    gateway.put_policy(None, demo_rules(*EVENTS_RULES), "test")
+    gateway.commands.put_policy(None, demo_rules(*EVENTS_RULES), TEST_ACTOR)
 
 
 @contextmanager

@@ -8,6 +8,7 @@ import pytest
 
 from govern.flight.auth import BearerAuthFactory, CallerMiddleware
 from govern.gateway import Gateway
+from tests.conftest import TEST_ACTOR
 
 
 def _start(factory: BearerAuthFactory, headers: dict[str, list[str]]) -> CallerMiddleware:
@@ -23,9 +24,9 @@ def _refused(factory: BearerAuthFactory, headers: dict[str, list[str]]) -> dict[
 
 
 def test_a_valid_bearer_token_yields_the_caller(sqlite_gateway: Gateway) -> None:
-    sqlite_gateway.principals.upsert("alice", ["trainer"], {"region": "eu"})
-    token = sqlite_gateway.tokens.issue("alice", "trainer")
-    factory = BearerAuthFactory(sqlite_gateway.tokens)
+    sqlite_gateway.commands.put_principal("alice", ["trainer"], {"region": "eu"}, TEST_ACTOR)
+    token = sqlite_gateway.commands.issue_token("alice", "trainer", TEST_ACTOR).token
+    factory = BearerAuthFactory(sqlite_gateway.decider.authenticate)
     middleware = _start(factory, {"authorization": [f"Bearer {token}"]})
     assert (middleware.caller.id, middleware.caller.role) == ("alice", "trainer")
     # The scheme is case-insensitive, as in HTTP.
@@ -35,9 +36,9 @@ def test_a_valid_bearer_token_yields_the_caller(sqlite_gateway: Gateway) -> None
 def test_missing_malformed_forged_and_revoked_tokens_are_unauthenticated(
     sqlite_gateway: Gateway,
 ) -> None:
-    sqlite_gateway.principals.upsert("alice", ["trainer"], {})
-    token = sqlite_gateway.tokens.issue("alice", "trainer")
-    factory = BearerAuthFactory(sqlite_gateway.tokens)
+    sqlite_gateway.commands.put_principal("alice", ["trainer"], {}, TEST_ACTOR)
+    token = sqlite_gateway.commands.issue_token("alice", "trainer", TEST_ACTOR).token
+    factory = BearerAuthFactory(sqlite_gateway.decider.authenticate)
     assert _refused(factory, {})["details"] == {"reason": "missing"}
     _refused(factory, {"authorization": [token]})  # no scheme
     _refused(factory, {"authorization": ["Basic dXNlcjpwYXNz"]})
@@ -47,7 +48,7 @@ def test_missing_malformed_forged_and_revoked_tokens_are_unauthenticated(
     assert _refused(factory, {"authorization": [f"Bearer {forged}"]})["details"] == {
         "reason": "invalid"
     }
-    sqlite_gateway.tokens.revoke(str(claims["jti"]))
+    sqlite_gateway.commands.revoke_token(str(claims["jti"]), TEST_ACTOR)
     assert _refused(factory, {"authorization": [f"Bearer {token}"]})["details"] == {
         "reason": "revoked"
     }

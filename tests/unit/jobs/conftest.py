@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from govern.events.commitment import Commitments
 from govern.gateway import Gateway
 from govern.jobs import JobSpec
 from govern.settings import load_settings
 from govern.store.migrate import upgrade
-from govern.store.models import ErasureRequest
+from govern.store.models import ErasureRequest, utcnow
 from govern.unlearning.erasure import request_id
+from tests.conftest import TEST_ACTOR, raw_store
 
 GatewayFactory = Callable[..., Gateway]
 
@@ -37,20 +39,30 @@ def make_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
 
 def add_request(gateway: Gateway, subject: str = "subject-1", rows: int = 3) -> str:
     """An erasure request row for ``subject``, as ``ErasureService.request`` stores one with
-    rows excluded (the files are not touched); returns its id."""
-    rid = request_id(subject, None)
-    with gateway.db.session() as s:
-        s.add(
-            ErasureRequest(
-                id=rid,
-                subject_id=subject,
-                datasets=None,
-                legal_basis="gdpr-art17",
-                state="excluded" if rows else "completed",
-                excluded_rows=rows,
-                requested_by="test",
+    rows excluded, before its jobs are planned; returns its id. Planted on the raw store: these
+    tests have no data files for ``commands.request_erasure`` to find rows in, and a real
+    request plans (and, with no runs, completes) in the same transaction."""
+    commitment = Commitments(gateway.settings.commitment_key_bytes).subject(subject)
+    rid = request_id(commitment, None)
+    db = raw_store(gateway)
+    try:
+        with db.session() as s:
+            s.add(
+                ErasureRequest(
+                    id=rid,
+                    subject_id=subject if rows else None,
+                    subject_commitment=commitment,
+                    datasets=None,
+                    legal_basis="gdpr-art17",
+                    state="excluded" if rows else "completed",
+                    excluded_rows=rows,
+                    requested_by=TEST_ACTOR,
+                    # A request with nothing excluded completes as it is made.
+                    completed_at=None if rows else utcnow(),
+                )
             )
-        )
+    finally:
+        db.dispose()
     return rid
 
 

@@ -22,7 +22,7 @@ from govern.jobs.kubernetes_backend import (
     secret_manifest,
     state_of,
 )
-from tests.conftest import free_port
+from tests.conftest import TEST_ACTOR, free_port
 from tests.unit.jobs.conftest import GatewayFactory, add_request, python_spec
 
 K8S_VERSION = "1.33.0"
@@ -189,11 +189,11 @@ def test_jobs_retry_while_the_api_server_is_unreachable(
         jobs_kubernetes_config=kubeconfig(tmp_path, server),
         jobs_retry_seconds=30,
     )
-    gateway.principals.upsert("trainer-1", ["trainer"], {})
+    gateway.commands.put_principal("trainer-1", ["trainer"], {}, TEST_ACTOR)
     rid = add_request(gateway)
-    (job,) = gateway.jobs.enqueue(rid, [python_spec("pass")])
-    gateway.jobs.tick()
-    waiting = gateway.jobs.get(job.id)
+    (job_id,) = gateway.commands.enqueue_jobs(rid, [python_spec("pass")], TEST_ACTOR)
+    gateway.run_jobs_once()
+    waiting = gateway.queries.job(job_id)
     assert (waiting.state, waiting.backend, waiting.attempts) == ("retrying", "kubernetes", 1)
     assert server in waiting.message and "next attempt at" in waiting.message
-    assert gateway.erasure.get(rid).state == "excluded"
+    assert gateway.queries.erasure_request(rid).info.state == "excluded"

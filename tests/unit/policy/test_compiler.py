@@ -13,7 +13,7 @@ import duckdb
 import pytest
 
 from govern.errors import PolicyCompileError, PolicyInvalid
-from govern.policy import rowfilter as rf
+from govern.plan import rowfilter as rf
 from govern.policy.compiler import (
     DEFAULT_MODEL,
     build_enforcer,

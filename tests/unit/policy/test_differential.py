@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from govern.errors import PolicyCompileError
-from govern.policy import rowfilter as rf
+from govern.plan import rowfilter as rf
 from govern.policy.compiler import (
     build_enforcer,
     casbin_request,

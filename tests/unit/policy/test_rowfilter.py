@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from govern.errors import PolicyCompileError
-from govern.policy import rowfilter as rf
-from govern.policy.rowfilter import (
+from govern.plan import rowfilter as rf
+from govern.plan.rowfilter import (
     FALSE,
     RAISES,
     TRUE,

@@ -17,8 +17,9 @@ from govern.auth import Caller
 from govern.catalog import ROW_ID, DatasetInfo
 from govern.engine import Engine
 from govern.gateway import DecisionRequest, Gateway
-from govern.policy.plan import Plan
+from govern.plan import Plan
 from govern.unlearning.rewrite import rewrite_file
+from tests.conftest import TEST_ACTOR
 from tests.unit.flight.serving import load_events
 
 
@@ -34,10 +35,11 @@ def small_ranges(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def events(sqlite_gateway: Gateway) -> tuple[DatasetInfo, Plan]:
     load_events(sqlite_gateway)
-    sqlite_gateway.principals.upsert("t", ["trainer"], {})
-    caller: Caller = sqlite_gateway.tokens.verify(sqlite_gateway.tokens.issue("t", "trainer"))
-    plan = sqlite_gateway.decide(caller, DecisionRequest("events", "training"))
-    return sqlite_gateway.catalog.get("events"), plan
+    sqlite_gateway.commands.put_principal("t", ["trainer"], {}, TEST_ACTOR)
+    token = sqlite_gateway.commands.issue_token("t", "trainer", TEST_ACTOR).token
+    caller: Caller = sqlite_gateway.decider.authenticate(token)
+    plan = sqlite_gateway.decider.decide(caller, DecisionRequest("events", "training"))
+    return sqlite_gateway.queries.dataset("events"), plan
 
 
 def test_ranges_follow_row_groups(events: tuple[DatasetInfo, Plan], small_ranges: None) -> None:

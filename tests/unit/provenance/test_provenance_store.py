@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 import pytest
 from pyroaring import BitMap
@@ -8,13 +9,24 @@ from pyroaring import BitMap
 from govern.errors import BadRequest, Conflict, Forbidden, NotFound
 from govern.gateway import Gateway
 from govern.provenance import ProvenanceStore
+from govern.store import Database
+from tests.conftest import raw_store
 from tests.unit.flight.serving import load_small_demo
 
 
 @pytest.fixture
-def store(gateway: Gateway) -> ProvenanceStore:
+def raw(gateway: Gateway) -> Iterator[Database]:
+    """The gateway's store, unguarded: the provenance store on its own, below the read path
+    (which opens runs inside the read's logged transaction)."""
     load_small_demo(gateway)
-    return gateway.provenance
+    db = raw_store(gateway)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def store(raw: Database) -> ProvenanceStore:
+    return ProvenanceStore(raw)
 
 
 def test_a_run_belongs_to_one_principal_and_one_purpose(store: ProvenanceStore) -> None:
@@ -33,8 +45,8 @@ def test_a_run_belongs_to_one_principal_and_one_purpose(store: ProvenanceStore) 
 
 
 def test_reads_of_a_run_merge_per_version(gateway: Gateway, store: ProvenanceStore) -> None:
-    notes = gateway.catalog.get("patient_notes")
-    chat = gateway.catalog.get("chat_logs")
+    notes = gateway.queries.dataset("patient_notes")
+    chat = gateway.queries.dataset("chat_logs")
     store.open_run("r", "demo-trainer", "training")
     assert store.merge("r", notes.version_id, BitMap([1, 2, 3])) == 3
     assert store.merge("r", notes.version_id, BitMap([3, 4])) == 4
@@ -47,9 +59,9 @@ def test_reads_of_a_run_merge_per_version(gateway: Gateway, store: ProvenanceSto
 
 
 def test_concurrent_merges_into_one_run_lose_nothing(
-    gateway: Gateway, store: ProvenanceStore
+    gateway: Gateway, raw: Database, store: ProvenanceStore
 ) -> None:
-    version_id = gateway.catalog.get("chat_logs").version_id
+    version_id = gateway.queries.dataset("chat_logs").version_id
     store.open_run("parallel", "demo-trainer", "training")
     parts = [BitMap(range(i, 20_000, 8)) for i in range(8)]
     errors: list[BaseException] = []
@@ -58,7 +70,7 @@ def test_concurrent_merges_into_one_run_lose_nothing(
         try:
             # Separate store objects, as separate reads have.
             for chunk in (part & BitMap(range(0, 10_000)), part & BitMap(range(10_000, 20_000))):
-                ProvenanceStore(gateway.db).merge("parallel", version_id, chunk)
+                ProvenanceStore(raw).merge("parallel", version_id, chunk)
         except BaseException as exc:
             errors.append(exc)
 

@@ -9,14 +9,14 @@ from fastapi.testclient import TestClient
 from pyroaring import BitMap
 
 from govern.catalog import ROW_ID
-from govern.gateway import Gateway
-from govern.provenance import ReadRequest, SubjectLookup
-from tests.conftest import TokenFactory, auth
+from govern.gateway import Gateway, ReadRequest
+from govern.provenance import ProvenanceStore
+from tests.conftest import TEST_ACTOR, TokenFactory, auth, raw_store
 from tests.unit.flight.serving import load_small_demo
 
 
 def subject_ids(gateway: Gateway, dataset: str, subject: str) -> BitMap:
-    info = gateway.catalog.get(dataset)
+    info = gateway.queries.dataset(dataset)
     rows = duckdb.sql(
         f"SELECT {ROW_ID} FROM read_parquet('{info.path}') WHERE {info.subject_column} = ?",
         params=[subject],
@@ -28,7 +28,7 @@ def subject_ids(gateway: Gateway, dataset: str, subject: str) -> BitMap:
 def runs(gateway: Gateway) -> dict[str, str]:
     """Real reads: four runs over different datasets and shards. {run id: principal}."""
     load_small_demo(gateway)
-    gateway.principals.upsert("trainer-2", ["trainer"], {"region": "eu"})
+    gateway.commands.put_principal("trainer-2", ["trainer"], {"region": "eu"}, TEST_ACTOR)
     made = {}
     plan = [
         ("run-a", "demo-trainer", "patient_notes", None),
@@ -37,8 +37,11 @@ def runs(gateway: Gateway) -> dict[str, str]:
         ("run-d", "trainer-2", "chat_logs", None),
     ]
     for run_id, who, dataset, shard in plan:
-        caller = gateway.tokens.verify(gateway.tokens.issue(who, "trainer"))
-        read = gateway.read(caller, ReadRequest(dataset, "training", run_id=run_id, shard=shard))
+        token = gateway.commands.issue_token(who, "trainer", TEST_ACTOR).token
+        caller = gateway.decider.authenticate(token)
+        read = gateway.reads.open(
+            caller, ReadRequest(dataset, "training", run_id=run_id, shard=shard)
+        )
         read.to_reader().read_all()
         made[run_id] = who
     return made
@@ -46,12 +49,11 @@ def runs(gateway: Gateway) -> dict[str, str]:
 
 def expected_runs(gateway: Gateway, subject: str) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
-    store = gateway.provenance
     for dataset in ("patient_notes", "chat_logs", "code_corpus"):
-        info = gateway.catalog.get(dataset)
+        info = gateway.queries.dataset(dataset)
         wanted = subject_ids(gateway, dataset, subject)
         for run_id in ("run-a", "run-b", "run-c", "run-d"):
-            hit = store.row_ids(run_id, info.version_id) & wanted
+            hit = gateway.queries.run_rows(run_id, info.version_id) & wanted
             if hit:
                 out.setdefault(run_id, {})[dataset] = len(hit)
     return out
@@ -60,62 +62,60 @@ def expected_runs(gateway: Gateway, subject: str) -> dict[str, dict[str, int]]:
 def test_lookup_finds_exactly_the_runs_that_received_the_subjects_rows(
     gateway: Gateway, runs: dict[str, str]
 ) -> None:
-    notes = gateway.catalog.get("patient_notes")
-    received = gateway.provenance.row_ids("run-a", notes.version_id)
+    notes = gateway.queries.dataset("patient_notes")
+    received = gateway.queries.run_rows("run-a", notes.version_id)
     patients = duckdb.sql(
         f"SELECT patient_id, list({ROW_ID}) FROM read_parquet('{notes.path}') GROUP BY 1"
     ).fetchall()
     # A subject with rows in run-a, and one whose rows the row filter kept from every run.
     seen = next(p for p, rows in patients if BitMap(rows) & received)
     unseen = next(p for p, rows in patients if not BitMap(rows) & received)
-    lookup = SubjectLookup(gateway.provenance)
-    try:
-        for subject in (seen, unseen, "P999999"):
-            found = {
-                r.run.id: {x.dataset: x.rows for x in r.reads}
-                for r in lookup.runs_for_subject(subject)
-            }
-            assert found == expected_runs(gateway, subject), subject
-        hits = lookup.runs_for_subject(seen)
-        assert {h.run.id for h in hits} >= {"run-a"}
-        assert all(h.run.principal_id == runs[h.run.id] for h in hits)
-        assert lookup.runs_for_subject(seen, datasets=["chat_logs"]) == []
-    finally:
-        lookup.close()
+    for subject in (seen, unseen, "P999999"):
+        found = {
+            r.run.id: {x.dataset: x.rows for x in r.reads}
+            for r in gateway.queries.runs_for_subject(subject)
+        }
+        assert found == expected_runs(gateway, subject), subject
+    hits = gateway.queries.runs_for_subject(seen)
+    assert {h.run.id for h in hits} >= {"run-a"}
+    assert all(h.run.principal_id == runs[h.run.id] for h in hits)
+    assert gateway.queries.runs_for_subject(seen, datasets=["chat_logs"]) == []
 
 
 def test_lookup_scales_to_many_runs(gateway: Gateway) -> None:
     load_small_demo(gateway)
-    notes = gateway.catalog.get("patient_notes")
+    notes = gateway.queries.dataset("patient_notes")
     first = duckdb.sql(f"SELECT patient_id FROM read_parquet('{notes.path}') LIMIT 1").fetchall()
     subject = str(first[0][0])
     target = subject_ids(gateway, "patient_notes", subject)
-    store = gateway.provenance
-    hit_runs = set()
-    for i in range(200):
-        run_id = f"bulk-{i:03d}"
-        store.open_run(run_id, "demo-trainer", "training")
-        rows = BitMap(range(i % 7, notes.row_count, 7))
-        store.merge(run_id, notes.version_id, rows)
-        if rows & target:
-            hit_runs.add(run_id)
-    assert 0 < len(hit_runs) < 200
-    lookup = SubjectLookup(store)
+    # 200 runs with chosen bitmaps, planted through the provenance store itself (no read
+    # delivers these exact row sets).
+    raw = raw_store(gateway)
     try:
-        assert {r.run.id for r in lookup.runs_for_subject(subject)} == hit_runs
+        store = ProvenanceStore(raw)
+        hit_runs = set()
+        for i in range(200):
+            run_id = f"bulk-{i:03d}"
+            store.open_run(run_id, "demo-trainer", "training")
+            rows = BitMap(range(i % 7, notes.row_count, 7))
+            store.merge(run_id, notes.version_id, rows)
+            if rows & target:
+                hit_runs.add(run_id)
     finally:
-        lookup.close()
+        raw.dispose()
+    assert 0 < len(hit_runs) < 200
+    assert {r.run.id for r in gateway.queries.runs_for_subject(subject)} == hit_runs
 
 
 def test_runs_over_rest(
     client: TestClient, gateway: Gateway, runs: dict[str, str], token_for: TokenFactory
 ) -> None:
-    own = gateway.tokens.issue("demo-trainer", "trainer")
+    own = gateway.commands.issue_token("demo-trainer", "trainer", TEST_ACTOR).token
     r = client.get("/v1/runs/run-a", headers=auth(own))
     assert r.status_code == 200, r.text
     body = r.json()
-    notes = gateway.catalog.get("patient_notes")
-    count = len(gateway.provenance.row_ids("run-a", notes.version_id))
+    notes = gateway.queries.dataset("patient_notes")
+    count = len(gateway.queries.run_rows("run-a", notes.version_id))
     assert body["principal_id"] == "demo-trainer" and body["purpose"] == "training"
     assert body["reads"] == [{"dataset": "patient_notes", "version": 1, "row_count": count}]
     assert body["row_count"] == count
@@ -126,8 +126,8 @@ def test_runs_over_rest(
     assert client.get("/v1/runs/run-c", headers=auth(auditor)).status_code == 200
     assert client.get("/v1/runs/run-c").status_code == 401
     # The subject lookup is for reviewers only.
-    info = gateway.catalog.get("chat_logs")
-    row_id = gateway.provenance.row_ids("run-d", info.version_id).min()
+    info = gateway.queries.dataset("chat_logs")
+    row_id = gateway.queries.run_rows("run-d", info.version_id).min()
     user = duckdb.sql(
         f"SELECT user_id FROM read_parquet('{info.path}') WHERE {ROW_ID} = ?", params=[row_id]
     ).fetchall()[0][0]

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from govern.policy import rowfilter
+from govern.plan import rowfilter
 
 __all__ = ["COLUMN_ACTIONS", "MASKS", "Plan", "strictest"]
 

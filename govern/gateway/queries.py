@@ -1,0 +1,334 @@
+"""The read side: what the edges show, each view one method, with the checks that depend on
+who asks (least privilege on the access log, run visibility). Nothing here writes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pyroaring import BitMap
+
+from govern.auth import (
+    Action,
+    Caller,
+    PrincipalRecord,
+    PrincipalService,
+    ensure_allowed,
+    is_allowed,
+)
+from govern.catalog import Catalog, DatasetInfo
+from govern.compliance import AssessmentInfo, ComplianceService, ModelHolder, ReviewInfo, Rule
+from govern.engine import Engine
+from govern.errors import Forbidden, NotFound
+from govern.events.commitment import Commitments
+from govern.jobs import JobInfo, JobManager
+from govern.ledger.anchor import Anchorer, AnchorRecord, AnchorRecords, AnchorStatus
+from govern.ledger.service import Ledger, StoredCheckpoint
+from govern.ledger.verify import Bundle
+from govern.plan import Plan
+from govern.policy.loaded import LoadedPolicy
+from govern.policy.service import PolicyService
+from govern.policy.simulate import Change, simulate
+from govern.provenance import SubjectLookup, SubjectRun, ensure_run_visible
+from govern.provenance.store import ProvenanceStore, RunInfo, RunReadInfo
+from govern.quality import QualityStore, ResultInfo, SuiteInfo
+from govern.store import Database
+from govern.unlearning import ErasureInfo, ErasureService
+from govern.unlearning.recipes import RecipeInfo, RecipeStore
+from govern.unlearning.rewrite import Rewriter, RewriteState
+from govern.unlearning.strategies import UnlearningPlan, plan_unlearning
+
+__all__ = ["ErasureView", "LedgerEntryView", "Queries"]
+
+
+@dataclass(frozen=True)
+class ErasureView:
+    """An erasure request with what it set in motion."""
+
+    info: ErasureInfo
+    affected_runs: list[SubjectRun]
+    plan: UnlearningPlan
+    jobs: list[JobInfo]
+    rewrite: RewriteState
+
+
+@dataclass(frozen=True)
+class LedgerEntryView:
+    index: int
+    entry: dict[str, Any]
+    leaf: bytes
+
+
+class Queries:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        catalog: Catalog,
+        quality: QualityStore,
+        principals: PrincipalService,
+        policy: PolicyService,
+        engine: Engine,
+        ledger: Ledger,
+        anchors: AnchorRecords,
+        anchorer: Anchorer | None,
+        erasure: ErasureService,
+        jobs: JobManager,
+        rewriter: Rewriter,
+        provenance: ProvenanceStore,
+        recipes: RecipeStore,
+        compliance: ComplianceService,
+        commitments: Commitments,
+        unlearning_strategy: Literal["auto", "retrain"],
+        unlearning_workdir: Path | None,
+    ) -> None:
+        self._db = db
+        self._catalog = catalog
+        self._quality = quality
+        self._principals = principals
+        self._policy = policy
+        self._engine = engine
+        self._ledger = ledger
+        self._anchors = anchors
+        self._anchorer = anchorer
+        self._erasure = erasure
+        self._jobs = jobs
+        self._rewriter = rewriter
+        self._provenance = provenance
+        self._recipes = recipes
+        self._compliance = compliance
+        self._commitments = commitments
+        self._strategy = unlearning_strategy
+        self._workdir = unlearning_workdir
+
+    # -- health ----------------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """StoreUnavailable when the metadata store cannot be reached."""
+        self._db.ping()
+
+    def anchor_status(self) -> AnchorStatus | None:
+        return self._anchorer.status() if self._anchorer is not None else None
+
+    # -- datasets --------------------------------------------------------------------------------
+
+    def datasets(self) -> list[DatasetInfo]:
+        return self._catalog.all()
+
+    def dataset(self, name: str, version: int | None = None) -> DatasetInfo:
+        return self._catalog.get(name, version)
+
+    def versions(self, name: str) -> list[DatasetInfo]:
+        return self._catalog.versions(name)
+
+    def quality_result(self, name: str, version: int) -> ResultInfo:
+        return self._quality.result(name, version)
+
+    def suite(self, name: str) -> SuiteInfo:
+        return self._quality.get_suite(name)
+
+    # -- principals and policies -----------------------------------------------------------------
+
+    def principals(self) -> list[PrincipalRecord]:
+        return self._principals.all()
+
+    def principal(self, pid: str) -> PrincipalRecord:
+        return self._principals.get(pid)
+
+    def policy(self) -> LoadedPolicy:
+        """The policy set in force."""
+        return self._policy.current
+
+    def simulate_policy(
+        self, model: str | None, rules: Sequence[Sequence[Any]], purposes: Sequence[str] | None
+    ) -> tuple[int | None, list[Change]]:
+        """(the version in force, how each principal's Plans would change under the proposed
+        set); an invalid set is a 422."""
+        candidate = self._policy.validate(model, rules)
+        changes = simulate(
+            self._policy,
+            candidate,
+            self._principals.all(),
+            self._catalog.all(),
+            self._engine,
+            purposes,
+        )
+        return self._policy.current.version, changes
+
+    def plan_for(self, subject: dict[str, Any], info: DatasetInfo, purpose: str) -> Plan:
+        """The Plan the set in force gives, without logging it (for policy tests)."""
+        return self._policy.decide(
+            subject=subject, dataset=info, action="read", purpose=purpose, columns=None
+        )
+
+    # -- the access log --------------------------------------------------------------------------
+
+    def checkpoint(self) -> tuple[StoredCheckpoint, list[AnchorRecord]]:
+        """The signed head, and the anchors of trees that contain every entry of it that is
+        not itself an anchor record (an anchor's own entry always follows the anchored tree;
+        a consistency proof links the two sizes)."""
+        head = self._ledger.checkpoint()
+        return head, self._anchors.covering(min(head.tree_size, self._anchors.log_size()))
+
+    def anchors(self) -> list[AnchorRecord]:
+        return self._anchors.all()
+
+    def verifier_key(self) -> dict[str, str]:
+        return self._ledger.public_key()
+
+    def bundle(self, caller: Caller) -> Bundle:
+        """Every entry, hash, signed checkpoint and anchor: other principals' entries too, so
+        for auditors, compliance officers and admins only."""
+        ensure_allowed(caller.role, Action.LEDGER_READ_ALL)
+        self._ledger.checkpoint()
+        data = self._ledger.bundle()
+        data.anchors = [a.ref() for a in self._anchors.all()]
+        return data
+
+    def ledger_entries(
+        self,
+        caller: Caller,
+        *,
+        start: int = 0,
+        limit: int = 100,
+        actor: str | None = None,
+        kind: str | None = None,
+        object_ref: str | None = None,
+    ) -> list[LedgerEntryView]:
+        """Entries from ``start`` on, oldest first, matching the filters. A caller who may not
+        read every entry sees only its own (it is their actor)."""
+        if not is_allowed(caller.role, Action.LEDGER_READ_ALL):
+            if actor is not None and actor != caller.id:
+                raise Forbidden(
+                    f"role {caller.role!r} may read only its own log entries",
+                    details={"role": caller.role, "action": Action.LEDGER_READ_ALL.value},
+                )
+            actor = caller.id
+        rows = self._ledger.leaves(start, limit, actor=actor, kind=kind, object_ref=object_ref)
+        return [LedgerEntryView(i, self._ledger.parse(leaf), leaf) for i, leaf in rows]
+
+    def ledger_entry(self, caller: Caller, index: int) -> LedgerEntryView:
+        """One entry: the caller's own, or any for those who may read every entry. Another's
+        entry is a 403 (its existence is no secret: proofs and the tree size show it)."""
+        entry, leaf = self._ledger.entry(index)
+        if entry.get("actor") != caller.id and not is_allowed(caller.role, Action.LEDGER_READ_ALL):
+            raise Forbidden(
+                f"entry {index} belongs to another principal; role {caller.role!r} may read "
+                "only its own",
+                details={"index": index, "action": Action.LEDGER_READ_ALL.value},
+            )
+        return LedgerEntryView(index, entry, leaf)
+
+    def log_size(self) -> int:
+        return self._ledger.refresh()
+
+    def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
+        return self._ledger.inclusion_proof(index, tree_size)
+
+    def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        return self._ledger.consistency_proof(first, second)
+
+    def root(self, tree_size: int) -> bytes:
+        return self._ledger.tree.root(tree_size)
+
+    # -- erasure, runs, jobs ---------------------------------------------------------------------
+
+    def subject_erasures(self, caller: Caller, subject_id: str) -> list[LedgerEntryView]:
+        """The log's ``erasure.request`` and ``erasure.complete`` entries for one data subject,
+        found by recomputing the subject's commitment with the deployment's key: how an
+        auditor who holds the key checks that a person's request was honoured, while the log
+        itself names nobody."""
+        ensure_allowed(caller.role, Action.LEDGER_READ_ALL)
+        commitment = self._commitments.subject(subject_id)
+        found = []
+        for kind in ("erasure.request", "erasure.complete"):
+            start = 0
+            while True:
+                page = self.ledger_entries(caller, start=start, limit=1000, kind=kind)
+                found += [
+                    v for v in page if v.entry["data"].get("subject_commitment") == commitment
+                ]
+                if len(page) < 1000:
+                    break
+                start = page[-1].index + 1
+        return sorted(found, key=lambda v: v.index)
+
+    def erasure_requests(self) -> list[ErasureInfo]:
+        return self._erasure.all()
+
+    def erasure_request(self, rid: str) -> ErasureView:
+        info = self._erasure.get(rid)
+        runs = self._erasure.affected_runs(info.id, self._provenance)
+        plan = plan_unlearning(
+            info.id, runs, self._recipes, mode=self._strategy, workdir=self._workdir
+        )
+        return ErasureView(
+            info=info,
+            affected_runs=runs,
+            plan=plan,
+            jobs=self._jobs.for_request(info.id),
+            rewrite=self._rewriter.state(info.id),
+        )
+
+    def jobs(self, request_id: str | None = None, limit: int = 1000) -> list[JobInfo]:
+        return self._jobs.for_request(request_id) if request_id else self._jobs.all(limit)
+
+    def job(self, job_id: str) -> JobInfo:
+        return self._jobs.get(job_id)
+
+    def job_output(self, job: JobInfo) -> str | None:
+        """The end of a local job's output (None for other backends)."""
+        return self._jobs.output_tail(job)
+
+    def run(self, caller: Caller, run_id: str) -> tuple[RunInfo, list[RunReadInfo]]:
+        """A run and what it read: its own principal's, or any for reviewers."""
+        run = self._provenance.get_run(run_id)
+        ensure_run_visible(caller, run)
+        return run, self._provenance.reads(run_id)
+
+    def run_rows(self, run_id: str, version_id: int) -> BitMap:
+        """The row ids of a version the run received."""
+        return self._provenance.row_ids(run_id, version_id)
+
+    def excluded_rows(self, version_id: int) -> frozenset[int]:
+        """Row ids of a version that erasure requests withdrew."""
+        return self._erasure.excluded(version_id)
+
+    def runs_for_subject(
+        self, subject_id: str, datasets: Sequence[str] | None = None
+    ) -> list[SubjectRun]:
+        lookup = SubjectLookup(self._provenance)
+        try:
+            return lookup.runs_for_subject(subject_id, datasets)
+        finally:
+            lookup.close()
+
+    def recipe(self, caller: Caller, run_id: str) -> RecipeInfo:
+        """A run's recipe, for its owner and for reviewers (others: as if it did not exist)."""
+        info = self._recipes.get(run_id)
+        if info is None or (
+            info.principal_id != caller.id
+            and not (
+                is_allowed(caller.role, Action.RUNS_READ)
+                or is_allowed(caller.role, Action.RECIPES_ANY)
+            )
+        ):
+            raise NotFound(f"no recipe for run {run_id[:200]!r}", details={"run_id": run_id[:200]})
+        return info
+
+    # -- compliance ------------------------------------------------------------------------------
+
+    def rules(self) -> list[Rule]:
+        return self._compliance.rules()
+
+    def language_model(self) -> ModelHolder | None:
+        """The compliance checks' language model (loading state, readiness)."""
+        return self._compliance.models
+
+    def assessment(self, aid: str) -> AssessmentInfo:
+        return self._compliance.get(aid)
+
+    def reviews(self, state: str | None = "open", limit: int = 500) -> list[ReviewInfo]:
+        return self._compliance.reviews(state, limit)

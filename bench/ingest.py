@@ -4,11 +4,11 @@ One run, side by side, one JSON line on stdout (also written to bench/results/in
 
 - ``duckdb_copy``: DuckDB ``COPY (SELECT * FROM read_parquet(src)) TO dst (FORMAT parquet)``,
   the floor: read and rewrite the file, nothing else;
-- ``govern``: ``Gateway.ingest`` of the same file as a dataset's first version: streamed to a
-  new zstd Parquet version with row ids, a default Great Expectations suite inferred and run
-  over every row (row expectations in chunks of ``quality_chunk_rows``, uniqueness and row
-  count over whole columns), tags proposed from a 500-row sample with Presidio, then
-  committed and logged. Its per-stage seconds are reported.
+- ``govern``: ``gateway.commands.ingest`` of the same file as a dataset's first version:
+  streamed to a new zstd Parquet version with row ids, a default Great Expectations suite
+  inferred and run over every row (row expectations in chunks of ``quality_chunk_rows``,
+  uniqueness and row count over whole columns), tags proposed from a 500-row sample with
+  Presidio, then committed and logged. Its per-stage seconds are reported.
 
 The libraries govern loads on first use (Great Expectations, Presidio, spaCy) are loaded by a
 small warm-up ingest first; that time is reported apart (``warmup_seconds``).
@@ -97,7 +97,7 @@ def govern_ingest(gateway: Gateway, src: Path) -> tuple[float, dict[str, float],
         marks.setdefault(stage, time.perf_counter())
 
     t0 = time.perf_counter()
-    result = gateway.ingest("bench_customers", src, "user_id", "bench", progress=progress)
+    result = gateway.commands.ingest("bench_customers", src, "user_id", "bench", progress=progress)
     total = time.perf_counter() - t0
     order = ["write", "validate", "detect"]
     starts = [t0] + [marks[s] for s in order[1:]]
@@ -125,7 +125,7 @@ def main() -> None:
             warm = d / "warm.parquet"
             write_source(warm, 1000)
             t0 = time.perf_counter()
-            gateway.ingest("bench_warmup", warm, "user_id", "bench")
+            gateway.commands.ingest("bench_warmup", warm, "user_id", "bench")
             warmup_s = time.perf_counter() - t0
             total, stages, result = govern_ingest(gateway, src)
         finally:

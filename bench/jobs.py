@@ -2,10 +2,12 @@
 running the same command directly (the peer: ``subprocess.run`` for local; Ray's own
 ``JobSubmissionClient`` submit-and-poll for Ray).
 
-govern's figure is from ``enqueue`` to the erasure request reading ``completed``: storing the
-job, the reconciler noticing it, minting the job's token, submitting through the backend,
-polling, and recording the end (``jobs_poll_seconds`` = POLL, the reconciler's interval). The
-job is ``python -c pass`` so that the figures are the overhead, not the work.
+govern's figure is from the erasure request to it reading ``completed``: withdrawing the row,
+finding the run that read it, planning and storing its retrain job, the reconciler noticing it,
+minting the job's token, submitting through the backend, polling, and recording the end
+(``jobs_poll_seconds`` = POLL, the reconciler's interval). The run's recipe names a trainer that
+does nothing, so that the figures are the overhead, not the work; the peer runs
+``python -c pass``.
 
 One run, side by side, one JSON line on stdout (also bench/results/jobs.json).
 """
@@ -22,60 +24,90 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from report import emit
 
-from govern.gateway import Gateway
-from govern.jobs import JobSpec
+from govern.gateway import Gateway, ReadRequest
+from govern.gateway.queries import Queries
 from govern.jobs.ray_local import local_ray_cluster
 from govern.settings import load_settings
 from govern.store.migrate import upgrade
-from govern.store.models import ErasureRequest
+from govern.unlearning import ErasureInfo
+from govern.unlearning.recipes import RecipeBody, RecipeDatasetBody
 
 POLL = 0.05
 COMMAND = ("python", "-c", "pass")
+ACTOR = "bench"  # who the setup's changes are logged as
+
+
+# The trainer a run's recipe names; it does nothing, so the figures are the overhead.
+NOOP_TRAINER = "noop_trainer.py"
+RULES = [["p", "r.sub.role == 'trainer'", "bench_subjects", "read", "training", "True", "allow"]]
 
 
 def govern_job(home: Path, backend: str, n: int, **settings: Any) -> list[float]:
-    """Seconds from enqueue to a completed request, for n requests of one job each."""
+    """Seconds from the erasure request to it reading completed, for n requests of one
+    retrain job each."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / NOOP_TRAINER).write_text("import sys\nsys.exit(0)\n")
     s = load_settings(
         home=home,
         config=home / "none.toml",
         jobs_backend=backend,
         jobs_poll_seconds=POLL,
         erasure_rewrite=False,
+        unlearning_trainers=[NOOP_TRAINER],
+        unlearning_workdir=home,
         **settings,
     )
     upgrade(s.resolved_database_url)
     gateway = Gateway.open(s, watch=True, anchor=False)
+    commands, queries = gateway.commands, gateway.queries
     times = []
     try:
-        gateway.principals.upsert("bench-trainer", ["trainer"], {})
+        commands.put_principal("bench-trainer", ["trainer"], {}, ACTOR)
+        commands.put_policy(None, RULES, ACTOR)
+        trainer = gateway.decider.authenticate(
+            commands.issue_token("bench-trainer", "trainer", ACTOR).token
+        )
+        # One row per data subject s0..s{n-1}; run i reads subject i's row and registers a
+        # recipe naming the no-op trainer, so erasing subject i plans one retrain job.
+        subjects = pa.table({"subject": [f"s{i}" for i in range(n)]})
+        info = commands.register_dataset("bench_subjects", subjects, "subject", ACTOR)
         for i in range(n):
-            rid = f"er-bench-{backend}-{i}"
-            with gateway.db.session() as session:
-                session.add(
-                    ErasureRequest(
-                        id=rid,
-                        subject_id=f"s{i}",
-                        datasets=None,
-                        legal_basis="bench",
-                        state="excluded",
-                        excluded_rows=1,
-                        requested_by="bench",
-                    )
-                )
-            spec = JobSpec(
-                kind="retrain", run_id=f"run-{i}", principal_id="bench-trainer", argv=COMMAND
+            read = gateway.reads.open(
+                trainer,
+                ReadRequest("bench_subjects", "training", run_id=f"run-{i}", shard=(i, n)),
             )
+            for _ in read.batches():
+                pass
+            commands.put_recipe(
+                trainer,
+                f"run-{i}",
+                RecipeBody(
+                    trainer=NOOP_TRAINER,
+                    datasets=[RecipeDatasetBody(name="bench_subjects", version=info.version)],
+                    purpose="training",
+                    output=str(home / f"model-{i}"),
+                ),
+            )
+        for i in range(n):
             started = time.perf_counter()
-            gateway.jobs.enqueue(rid, [spec])
-            while (state := gateway.erasure.get(rid).state) not in ("completed", "failed"):
+            rid = commands.request_erasure(f"s{i}", None, "bench", ACTOR).id
+            while (state := request(queries, rid)).state not in ("completed", "failed"):
                 time.sleep(0.005)
             times.append(time.perf_counter() - started)
-            assert state == "completed", gateway.erasure.get(rid).message
+            assert state.state == "completed", state.message
+            assert [j.state for j in queries.jobs(rid)] == ["succeeded"], "the job did not run"
     finally:
         gateway.close()
     return times
+
+
+def request(queries: Queries, rid: str) -> ErasureInfo:
+    """The request's state rolled up from its jobs. (``queries.erasure_request`` would also
+    look up the affected runs and plan, each time: too heavy to poll every 5 ms.)"""
+    return next(r for r in queries.erasure_requests() if r.id == rid)
 
 
 def direct_local(n: int) -> list[float]:

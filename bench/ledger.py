@@ -23,6 +23,7 @@ One run, side by side, one JSON line on stdout (also written to bench/results/le
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import secrets
@@ -40,6 +41,7 @@ from pymerkle import BaseMerkleTree, InmemoryTree, SqliteTree
 from report import emit
 from sqlalchemy import select
 
+from govern.events import DecisionMade
 from govern.ledger.merkle import MemoryNodeStore, MerkleLog, leaf_hash, verify_inclusion
 from govern.ledger.service import Ledger
 from govern.store.db import Database
@@ -61,6 +63,20 @@ ENTRY = {
     "row_filter": "region = 'eu' AND consent_research",
     "columns": ["note_id", "patient_id", "region", "text"],
 }
+# What govern appends: ENTRY as the typed event a decision is logged as.
+DECISION = DecisionMade(
+    subject="t",
+    dataset="patient_notes",
+    dataset_version=1,
+    purpose="training",
+    decision="allow",
+    row_filter="region = 'eu' AND consent_research",
+    row_filter_ast=None,
+    columns={"note_id": "keep", "patient_id": "keep", "region": "keep", "text": "keep"},
+    obligations=(),
+    policy_version=3,
+    reasons=(),
+)
 
 
 # -- pymerkle on PostgreSQL, the way pymerkle's own SqliteTree is written -------------------------
@@ -200,7 +216,7 @@ def govern_appends(url: str, home: Path) -> dict[str, float]:
     db = Database(url)
     ledger = Ledger(db, home / "ledger.pem", "bench.local/ledger")
     try:
-        rate = concurrently(APPEND_N, APPENDERS, lambda i: ledger.append("decision", ENTRY, "t"))
+        rate = concurrently(APPEND_N, APPENDERS, lambda i: ledger.append(DECISION, "t"))
         assert ledger.refresh() == APPEND_N // APPENDERS * APPENDERS
         return {"appends_per_s": rate}
     finally:
@@ -233,7 +249,8 @@ def govern_build(ledger: Ledger, n: int) -> float:
     for first in range(0, n, BUILD_BATCH):
         ledger.append_many(
             [
-                ("decision", {**ENTRY, "i": i}, "t")
+                # A distinct entry each, as {**ENTRY, "i": i} is on the in-memory side.
+                (dataclasses.replace(DECISION, dataset_version=i), "t")
                 for i in range(first, min(n, first + BUILD_BATCH))
             ]
         )

@@ -57,6 +57,8 @@ class ErasureInfo:
     message: str = ""
     # How many dataset versions had rows withdrawn.
     versions: int = 0
+    # Whether it completed (its completion logged, its cleartext subject id removed).
+    completed: bool = False
 
 
 @dataclass(frozen=True)
@@ -359,4 +361,5 @@ def _info(row: ErasureRequest, jobs: Sequence[JobInfo] = ()) -> ErasureInfo:
         state=state,
         excluded_rows=int(row.excluded_rows),
         message=message,
+        completed=row.completed_at is not None,
     )

@@ -12,6 +12,7 @@ from govern.events import (
     JobsEnqueued,
     RewriteFailed,
 )
+from govern.errors import Conflict
 from govern.gateway.commands.base import CommandBase
 from govern.jobs import JobSpec
 from govern.ledger.service import Tx
@@ -129,6 +130,14 @@ class ErasureCommands(CommandBase):
         edge offers it, since a job's command runs on the fleet)."""
 
         def change(tx: Tx) -> list[str]:
+            info = self._p.erasure.get(request_id)
+            if info.completed:
+                # Its completion is logged and its cleartext gone: a new job would run after
+                # the log said the request was done.
+                raise Conflict(
+                    f"erasure request {request_id} has completed; it takes no new job",
+                    details={"id": request_id, "state": info.state},
+                )
             created = self._enqueue_jobs(tx, request_id, specs)
             if not tx.events:
                 tx.no_change()

@@ -89,7 +89,11 @@ def test_a_request_whose_rows_no_run_read_completes_once_planned(
     assert info.excluded_rows == 2
     assert info.state == "completed" and "no retrain or unlearn job was planned" in info.message
     assert gateway.queries.jobs(info.id) == []
-    assert gateway.commands.enqueue_jobs(info.id, [], TEST_ACTOR) == []
+    # Completed is final: a job added now would run after the log said the request was done.
+    size = gateway.queries.log_size()
+    with pytest.raises(Conflict, match="has completed"):
+        gateway.commands.enqueue_jobs(info.id, [python_spec("pass")], TEST_ACTOR)
+    assert gateway.queries.jobs(info.id) == [] and gateway.queries.log_size() == size
     info = gateway.queries.erasure_request(info.id).info
     assert info.state == "completed" and "no retrain or unlearn job was planned" in info.message
     # Completed: the subject id in clear is gone, the commitment stays.

@@ -42,7 +42,9 @@ def purposes_of(*policies: LoadedPolicy) -> list[str]:
         tokens = policy.model.model["p"]["p"].tokens
         if "p_purpose" not in tokens:
             continue
-        i = tokens.index("p_purpose")
+        # A stored rule starts with its ptype ("p"), so its fields sit one to the right of the
+        # model's tokens.
+        i = tokens.index("p_purpose") + 1
         out.update(r[i] for r in policy.row_rules if r[i] != "*")
     return sorted(out)
 

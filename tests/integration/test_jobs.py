@@ -5,7 +5,6 @@ the REST API, and a gateway restart in the middle of a job neither loses nor rep
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from govern.gateway.commands import JOBS_ACTOR
 from govern.jobs import JobSpec
 from govern.settings import load_settings
 from govern.store.migrate import upgrade
+from govern.unlearning.recipes import RecipeBody, RecipeDatasetBody
 from tests.conftest import TEST_ACTOR, auth, free_port, wait_for
 from tests.unit.flight.serving import load_small_demo
 from tests.unit.jobs.conftest import add_request
@@ -31,13 +31,47 @@ Factory = Callable[..., Gateway]
 FAST = {"jobs_poll_seconds": 0.1, "jobs_retry_seconds": 0.1}
 
 # A retrain job's stand-in: reads its run's data through the connector, as a trainer would.
+# A recipe trainer that reads patient_notes through Flight under the run id it is given and
+# writes the row ids it received to --output (the options every recipe trainer takes).
 READER = """
-import json, os, sys
+import argparse, json, os
 import govern_connect
+parser = argparse.ArgumentParser()
+parser.add_argument("--run-id", required=True)
+parser.add_argument("--output", required=True)
+args, _ = parser.parse_known_args()
 client = govern_connect.connect(os.environ["GOVERN_FLIGHT_URL"], os.environ["GOVERN_TOKEN"])
-table = client.read("patient_notes", purpose="training", run_id=sys.argv[1])
-json.dump({"ids": table.column("_row_id").to_pylist()}, open(sys.argv[2], "w"))
+table = client.read("patient_notes", purpose="training", run_id=args.run_id)
+json.dump({"ids": table.column("_row_id").to_pylist()}, open(args.output, "w"))
 """
+
+
+def reader_settings(workdir: Path) -> dict[str, object]:
+    """Settings under which run recipes may name READER (as reader.py in ``workdir``)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "reader.py").write_text(READER)
+    return {"unlearning_workdir": workdir, "unlearning_trainers": ["reader.py"]}
+
+
+def register_reader(gateway: Gateway, token: str, run_id: str, output: Path) -> None:
+    """``run_id`` was trained by READER: an erasure of a subject it read retrains it so."""
+    gateway.commands.put_recipe(
+        gateway.decider.authenticate(token),
+        run_id,
+        RecipeBody(
+            trainer="reader.py",
+            datasets=[RecipeDatasetBody(name="patient_notes", version=1)],
+            purpose="training",
+            output=str(output),
+        ),
+    )
+
+
+def retrain_job(gateway: Gateway, request_id: str) -> tuple[str, str, Path]:
+    """(job id, the run id it trains under, the file it writes) of a request's one job."""
+    (job,) = gateway.queries.jobs(request_id)
+    argv = list(job.spec.argv)
+    return job.id, argv[argv.index("--run-id") + 1], Path(argv[argv.index("--output") + 1])
 
 
 @pytest.fixture
@@ -73,7 +107,7 @@ def test_a_retrain_job_reads_through_flight_and_completes_the_request(
     make_gateway: Factory, tmp_path: Path
 ) -> None:
     port = free_port()
-    gateway = make_gateway(flight_port=port)
+    gateway = make_gateway(flight_port=port, **reader_settings(tmp_path / "work"))
     load_small_demo(gateway)
     owner = owners(gateway)
     server = FlightServer(gateway, "127.0.0.1", port)
@@ -82,25 +116,20 @@ def test_a_retrain_job_reads_through_flight_and_completes_the_request(
         before = govern_connect.connect(server.location, trainer).read(
             "patient_notes", purpose="training", run_id="run-a"
         )
+        register_reader(gateway, trainer, "run-a", tmp_path / "retrained.json")
         subject, _ = Counter(owner[i] for i in before.column("_row_id").to_pylist()).most_common(1)[
             0
         ]
+        # The request plans the retrain its run's recipe stands for, and the job runs it.
         info = gateway.commands.request_erasure(subject, None, "gdpr-art17", TEST_ACTOR)
-        out = tmp_path / "retrained.json"
-        spec = JobSpec(
-            kind="retrain",
-            run_id="run-a",
-            principal_id="demo-trainer",
-            argv=(sys.executable, "-c", READER, "run-a-retrained", str(out)),
-        )
-        (job_id,) = gateway.commands.enqueue_jobs(info.id, [spec], TEST_ACTOR)
+        job_id, retrained, out = retrain_job(gateway, info.id)
         wait_for(lambda: gateway.queries.erasure_request(info.id).info.state == "completed", 60)
         read = json.loads(out.read_text())["ids"]
         assert read and subject not in {owner[i] for i in read}
         expected = [i for i in before.column("_row_id").to_pylist() if owner[i] != subject]
         assert sorted(read) == sorted(expected)
         # The job's read was governed and recorded like any other.
-        rerun, reads = gateway.queries.run(gateway.operator, "run-a-retrained")
+        rerun, reads = gateway.queries.run(gateway.operator, retrained)
         assert rerun.principal_id == "demo-trainer"
         assert sum(r.row_count for r in reads) == len(read)
 

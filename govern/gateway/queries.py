@@ -3,8 +3,10 @@ who asks (least privilege on the access log, run visibility). Nothing here write
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +27,7 @@ from govern.errors import Forbidden, NotFound
 from govern.events.commitment import Commitments
 from govern.jobs import JobInfo, JobManager
 from govern.ledger.anchor import Anchorer, AnchorRecord, AnchorRecords, AnchorStatus
+from govern.ledger.canonical import parse_leaf
 from govern.ledger.service import Ledger, StoredCheckpoint
 from govern.ledger.verify import Bundle
 from govern.plan import Plan
@@ -40,7 +43,33 @@ from govern.unlearning.recipes import RecipeInfo, RecipeStore
 from govern.unlearning.rewrite import Rewriter, RewriteState
 from govern.unlearning.strategies import UnlearningPlan, plan_unlearning
 
-__all__ = ["ErasureView", "LedgerEntryView", "Queries"]
+__all__ = ["Activity", "ErasureView", "LedgerEntryView", "Queries", "RunView"]
+
+# How far back the overview looks, and how many entries it reads at most for it.
+_ACTIVITY_MAX_ENTRIES = 50_000
+# How many entries a search reads at most to fill a page when it filters on a data field.
+_SEARCH_SCAN = 5_000
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What the gateway decided and served over the last minutes, from the log."""
+
+    minutes: list[str]  # ISO minute starts, oldest first
+    allowed: list[int]
+    denied: list[int]
+    deny_reasons: list[tuple[str, int]]  # most frequent first
+    rows_served: list[tuple[str, str, int]]  # (dataset, purpose, rows), most rows first
+    truncated: bool  # more entries than the overview reads fell in the window
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A training run: what it read, and how many of those rows were erased since."""
+
+    run: RunInfo
+    reads: list[RunReadInfo]
+    erased: dict[int, int]  # version id -> rows the run read that erasure withdrew
 
 
 @dataclass(frozen=True)
@@ -233,6 +262,113 @@ class Queries:
     def root(self, tree_size: int) -> bytes:
         return self._ledger.tree.root(tree_size)
 
+    def activity(self, caller: Caller, minutes: int = 60) -> Activity:
+        """Decisions per minute (allowed and denied), the top deny reasons, and rows served per
+        dataset and purpose, over the last ``minutes`` (every principal's: auditor, compliance,
+        admin)."""
+        ensure_allowed(caller.role, Action.LEDGER_READ_ALL)
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        since = now - timedelta(minutes=minutes - 1)
+        rows = self._ledger.leaves(
+            0,
+            _ACTIVITY_MAX_ENTRIES + 1,
+            kinds=("decision", "read", "read.end"),
+            since=since,
+            newest_first=True,
+        )
+        truncated = len(rows) > _ACTIVITY_MAX_ENTRIES
+        labels = [(since + timedelta(minutes=m)).isoformat() for m in range(minutes)]
+        allowed, denied = [0] * minutes, [0] * minutes
+        reasons: Counter[str] = Counter()
+        purposes: dict[int, str] = {}
+        ends: list[dict[str, Any]] = []
+        for index, leaf in rows[:_ACTIVITY_MAX_ENTRIES]:
+            entry = parse_leaf(leaf)
+            data = entry["data"]
+            if entry["kind"] == "read":
+                purposes[index] = str(data.get("purpose"))
+            elif entry["kind"] == "read.end":
+                ends.append(data)
+            else:
+                at = datetime.fromisoformat(entry["time"])
+                slot = int((at - since).total_seconds() // 60)
+                if 0 <= slot < minutes:
+                    if data.get("decision") == "allow":
+                        allowed[slot] += 1
+                    else:
+                        denied[slot] += 1
+                        reasons[str((data.get("reasons") or ["no reason"])[0])[:200]] += 1
+        served: Counter[tuple[str, str]] = Counter()
+        for data in ends:
+            read = int(data.get("read", -1))
+            if read not in purposes and read >= 0:
+                try:
+                    purposes[read] = str(self._ledger.entry(read)[0]["data"].get("purpose"))
+                except NotFound:
+                    purposes[read] = "?"
+            served[(str(data.get("dataset")), purposes.get(read, "?"))] += int(data.get("rows", 0))
+        return Activity(
+            minutes=labels,
+            allowed=allowed,
+            denied=denied,
+            deny_reasons=reasons.most_common(10),
+            rows_served=[(d, p, n) for (d, p), n in served.most_common()],
+            truncated=truncated,
+        )
+
+    def search_log(
+        self,
+        caller: Caller,
+        *,
+        actor: str | None = None,
+        kind: str | None = None,
+        dataset: str | None = None,
+        run: str | None = None,
+        purpose: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: int = 0,
+        limit: int = 50,
+    ) -> list[LedgerEntryView]:
+        """Entries newest first (below index ``before`` when it is above 0) by actor, kind,
+        dataset, run, purpose and time. A caller who may not read every entry searches its
+        own."""
+        if not is_allowed(caller.role, Action.LEDGER_READ_ALL):
+            if actor is not None and actor != caller.id:
+                raise Forbidden(
+                    f"role {caller.role!r} may search only its own log entries",
+                    details={"role": caller.role, "action": Action.LEDGER_READ_ALL.value},
+                )
+            actor = caller.id
+        prefix = f"dataset:{dataset}" if dataset else None
+        rows = self._ledger.leaves(
+            before,
+            _SEARCH_SCAN if purpose or dataset else limit,
+            actor=actor or None,
+            kind=kind or None,
+            object_ref=f"run:{run}" if run else None,
+            object_prefix=prefix,
+            since=since,
+            until=until,
+            newest_first=True,
+        )
+        out = []
+        for index, leaf in rows:
+            entry = parse_leaf(leaf)
+            obj = str(entry["object"])
+            if prefix and obj != prefix and not obj.startswith(f"{prefix}/"):
+                continue  # "dataset:notes" must not match "dataset:notes_v2"
+            if purpose and entry["data"].get("purpose") != purpose:
+                continue
+            out.append(LedgerEntryView(index, entry, leaf))
+            if len(out) == limit:
+                break
+        return out
+
+    def checkpoints(self, limit: int = 50) -> list[StoredCheckpoint]:
+        """Signed checkpoints, newest first."""
+        return list(reversed(self._ledger.checkpoints()))[:limit]
+
     # -- erasure, runs, jobs ---------------------------------------------------------------------
 
     def subject_erasures(self, caller: Caller, subject_id: str) -> list[LedgerEntryView]:
@@ -288,6 +424,22 @@ class Queries:
         ensure_run_visible(caller, run)
         return run, self._provenance.reads(run_id)
 
+    def runs(self, limit: int = 200) -> list[RunInfo]:
+        """Training runs, newest first."""
+        return self._provenance.recent_runs(limit)
+
+    def run_view(self, caller: Caller, run_id: str) -> RunView:
+        """What a run read, and how many of those rows erasure requests withdrew since."""
+        run, reads = self.run(caller, run_id)
+        erased = {}
+        for r in reads:
+            excluded = self._erasure.excluded(r.version_id)
+            if excluded:
+                erased[r.version_id] = len(
+                    self._provenance.row_ids(run_id, r.version_id) & BitMap(excluded)
+                )
+        return RunView(run, reads, erased)
+
     def run_rows(self, run_id: str, version_id: int) -> BitMap:
         """The row ids of a version the run received."""
         return self._provenance.row_ids(run_id, version_id)
@@ -329,6 +481,10 @@ class Queries:
 
     def assessment(self, aid: str) -> AssessmentInfo:
         return self._compliance.get(aid)
+
+    def assessments(self, limit: int = 200) -> list[AssessmentInfo]:
+        """Assessments, newest first, with their reviews."""
+        return self._compliance.assessments(limit)
 
     def reviews(self, state: str | None = "open", limit: int = 500) -> list[ReviewInfo]:
         return self._compliance.reviews(state, limit)

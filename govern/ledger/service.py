@@ -335,17 +335,40 @@ class Ledger:
         actor: str | None = None,
         kind: str | None = None,
         object_ref: str | None = None,
+        kinds: Sequence[str] | None = None,
+        object_prefix: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest_first: bool = False,
     ) -> list[tuple[int, bytes]]:
-        """(index, leaf) from ``start`` on, oldest first, matching every filter given."""
-        q = select(LedgerEntry.idx, LedgerEntry.leaf).where(LedgerEntry.idx >= start)
+        """(index, leaf) matching every filter given: from ``start`` on, oldest first, or
+        (``newest_first``) below ``start`` when it is above 0, newest first. ``since`` and
+        ``until`` bound the append time."""
+        q = select(LedgerEntry.idx, LedgerEntry.leaf)
+        if newest_first:
+            if start > 0:
+                q = q.where(LedgerEntry.idx < start)
+        else:
+            q = q.where(LedgerEntry.idx >= start)
         if actor is not None:
             q = q.where(LedgerEntry.actor == actor)
         if kind is not None:
             q = q.where(LedgerEntry.kind == kind)
+        if kinds is not None:
+            q = q.where(LedgerEntry.kind.in_(list(kinds)))
         if object_ref is not None:
             q = q.where(LedgerEntry.object == object_ref)
+        if object_prefix is not None:
+            # The prefix is matched literally: LIKE's wildcards in it are escaped.
+            escaped = object_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            q = q.where(LedgerEntry.object.like(escaped + "%", escape="\\"))
+        if since is not None:
+            q = q.where(LedgerEntry.created_at >= since)
+        if until is not None:
+            q = q.where(LedgerEntry.created_at < until)
+        order = LedgerEntry.idx.desc() if newest_first else LedgerEntry.idx
         with self.db.session() as s:
-            rows = s.execute(q.order_by(LedgerEntry.idx).limit(limit))
+            rows = s.execute(q.order_by(order).limit(limit))
             return [(int(i), bytes(leaf)) for i, leaf in rows]
 
     @staticmethod

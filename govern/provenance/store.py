@@ -135,6 +135,12 @@ class ProvenanceStore:
             for vid, count, name, version in rows
         ]
 
+    def recent_runs(self, limit: int = 200) -> list[RunInfo]:
+        """The newest runs first."""
+        with self.db.session() as s:
+            rows = s.scalars(select(Run).order_by(Run.created_at.desc(), Run.id).limit(limit))
+            return [_run_info(r) for r in rows]
+
     def runs(self, run_ids: Sequence[str]) -> dict[str, RunInfo]:
         if not run_ids:
             return {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from govern.errors import Conflict
 from govern.events import (
     DataRewritten,
     ErasureKeyed,
@@ -12,7 +13,6 @@ from govern.events import (
     JobsEnqueued,
     RewriteFailed,
 )
-from govern.errors import Conflict
 from govern.gateway.commands.base import CommandBase
 from govern.jobs import JobSpec
 from govern.ledger.service import Tx

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from govern import __version__
-from govern.api.errors import install_error_handlers
+from govern.api.errors import ERROR_RESPONSES, install_error_handlers
 from govern.api.limits import BodyLimit
 from govern.api.metrics import AnchorCollector, ApiMetrics, MetricsMiddleware
 from govern.api.routes import (
@@ -50,11 +50,20 @@ def create_app(gateway: Gateway, *, close_on_shutdown: bool = True) -> FastAPI:
     app.state.metrics = ApiMetrics()
     app.state.metrics.registry.register(AnchorCollector(gateway.queries.anchor_status))
     install_error_handlers(app)
-    for module in (health, datasets, decisions, erasure, ledger, policies, principals, runs):
-        app.include_router(module.router)
-    for module in (compliance, reviews):
-        app.include_router(module.router)
-    app.include_router(jobs.router)
+    app.include_router(health.router)
+    for module in (
+        datasets,
+        decisions,
+        erasure,
+        ledger,
+        policies,
+        principals,
+        runs,
+        compliance,
+        reviews,
+        jobs,
+    ):
+        app.include_router(module.router, responses=ERROR_RESPONSES)
     mount_console(app)
     app.add_middleware(
         BodyLimit,

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from govern.errors import GovernError
 
-__all__ = ["error_response", "install_error_handlers"]
+__all__ = ["ERROR_RESPONSES", "ErrorOut", "error_response", "install_error_handlers"]
 
 log = logging.getLogger("govern.api")
 
@@ -29,8 +31,36 @@ _HTTP_CODES = {
 }
 
 
+class ErrorOut(BaseModel):
+    """The one error shape, on every route and status."""
+
+    error: str
+    message: str
+    details: Any = None
+
+
+_WHY = {
+    400: "malformed input",
+    401: "no, bad, expired or revoked bearer token",
+    403: "the role may not do this",
+    404: "no such resource",
+    409: "the resource is in a state that refuses this",
+    413: "the body is over the configured cap",
+    422: "well-formed but invalid input",
+    503: "the store, the access log or another dependency is unavailable",
+}
+# Declared on every API route (FastAPI's own 422 shape is replaced: ours is ErrorOut too).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": why} for code, why in _WHY.items()
+}
+
+
 def error_response(
-    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     return JSONResponse(
         {"error": code, "message": message, "details": details}, status_code=status, headers=headers
@@ -62,7 +92,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "error")
-        return error_response(exc.status_code, code, str(exc.detail), None)
+        # Keep the exception's headers: a 405 names the methods that are allowed (RFC 9110).
+        return error_response(exc.status_code, code, str(exc.detail), None, exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -16,7 +16,7 @@ import jwt
 from sqlalchemy import select
 
 from govern.auth.principals import Caller, PrincipalService, record_of, validate_principal_id
-from govern.errors import AuthError, PrincipalNotFound, ValidationError
+from govern.errors import AuthError, NotFound, PrincipalNotFound, ValidationError
 from govern.store.db import Database
 from govern.store.models import Principal, Token
 
@@ -77,7 +77,7 @@ class TokenService:
         with self.db.session() as s:
             row = s.get(Token, jti)
             if row is None:
-                raise ValidationError("no such token", details={"jti": jti[:64]})
+                raise NotFound("no such token", details={"jti": jti[:64]})
             row.revoked_at = datetime.now(UTC)
             return row.principal_id
 
@@ -94,7 +94,7 @@ class TokenService:
         with self.db.session() as s:
             row = s.get(Token, jti)
             if row is None:
-                raise ValidationError("no such token", details={"jti": jti[:64]})
+                raise NotFound("no such token", details={"jti": jti[:64]})
             return row.principal_id
 
     def revoke_all(self, subject: str) -> list[str]:

@@ -70,8 +70,14 @@ def open_upload(
 
 
 def _check_names(schema: pa.Schema) -> None:
+    try:
+        names = schema.names
+    except UnicodeDecodeError as exc:
+        raise BadRequest(
+            "the upload's column names are not UTF-8 text", details={"reason": str(exc)[:200]}
+        ) from exc
     seen: set[str] = set()
-    for name in schema.names:
+    for name in names:
         if name in seen:
             raise BadRequest(
                 f"column {name[:100]!r} appears more than once", details={"column": name[:100]}
@@ -83,7 +89,7 @@ def _open_parquet(path: Path, size: int) -> UploadFile:
     try:
         pf = pq.ParquetFile(path)
         schema = pf.schema_arrow
-    except (pa.ArrowException, OSError) as exc:
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
         raise BadRequest(
             "the upload is not a readable Parquet file", details={"reason": str(exc)[:300]}
         ) from exc
@@ -95,7 +101,7 @@ def _open_parquet(path: Path, size: int) -> UploadFile:
             for batch in pf.iter_batches(batch_size=_BATCH_ROWS):
                 up.done += batch.num_rows
                 yield batch
-        except (pa.ArrowException, OSError) as exc:
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
             raise BadRequest(
                 "the Parquet file is corrupt", details={"reason": str(exc)[:300]}
             ) from exc
@@ -114,7 +120,7 @@ def _open_csv(path: Path, size: int, column_types: Mapping[str, pa.DataType]) ->
             read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
             convert_options=pacsv.ConvertOptions(column_types=dict(column_types)),
         )
-    except (pa.ArrowException, OSError) as exc:
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
         source.close()
         raise _csv_error(exc) from exc
     schema = reader.schema
@@ -130,7 +136,7 @@ def _open_csv(path: Path, size: int, column_types: Mapping[str, pa.DataType]) ->
             for batch in reader:
                 up.done = source.tell()
                 yield batch
-        except (pa.ArrowException, OSError) as exc:
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
             raise _csv_error(exc) from exc
         finally:
             source.close()

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -26,7 +26,7 @@ from govern.compliance.pipeline import AssessmentInput, Assessor, Verdict
 from govern.compliance.rules import Rule, RuleLibrary
 from govern.errors import BadRequest, Conflict, NotFound
 from govern.store.db import Database
-from govern.store.models import Assessment, Review, utcnow
+from govern.store.models import Assessment, Review, as_utc, utcnow
 
 __all__ = [
     "AssessmentInfo",
@@ -133,11 +133,6 @@ class OpenVerdict:
     review_id: str | None = None
 
 
-def _aware(t: datetime) -> datetime:
-    """Times are stored in UTC; SQLite gives them back without their zone."""
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
-
-
 def _review_info(r: Review, a: Assessment | None = None) -> ReviewInfo:
     rationale = ""
     if a is not None:
@@ -152,8 +147,8 @@ def _review_info(r: Review, a: Assessment | None = None) -> ReviewInfo:
         verdict=r.verdict,
         note=r.note,
         reviewer=r.reviewer,
-        created_at=_aware(r.created_at),
-        decided_at=_aware(r.decided_at) if r.decided_at is not None else None,
+        created_at=as_utc(r.created_at),
+        decided_at=as_utc(r.decided_at) if r.decided_at is not None else None,
         dataset=a.dataset if a else None,
         purpose=a.purpose if a else None,
         rationale=rationale,
@@ -273,7 +268,7 @@ class ComplianceService:
                 purpose=a.purpose,
                 verdicts=list(a.verdicts),
                 requested_by=a.requested_by,
-                created_at=_aware(a.created_at),
+                created_at=as_utc(a.created_at),
                 reviews=[_review_info(r, a) for r in reviews],
             )
 
@@ -296,7 +291,7 @@ class ComplianceService:
                     purpose=a.purpose,
                     verdicts=list(a.verdicts),
                     requested_by=a.requested_by,
-                    created_at=_aware(a.created_at),
+                    created_at=as_utc(a.created_at),
                     reviews=[_review_info(r, a) for r in reviews.get(a.id, [])],
                 )
                 for a in rows

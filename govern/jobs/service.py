@@ -52,7 +52,7 @@ from govern.errors import (
 from govern.jobs.base import ACTIVE_STATES, TERMINAL_STATES, JobBackend, JobSpec
 from govern.settings import Settings
 from govern.store.db import Database
-from govern.store.models import ErasureRequest, Job, Principal
+from govern.store.models import ErasureRequest, Job, Principal, as_utc
 
 __all__ = ["JobChanges", "JobInfo", "JobManager", "Worker", "job_id_for", "open_backend"]
 
@@ -134,12 +134,7 @@ class JobInfo:
 
 
 def _iso(t: datetime | None) -> str | None:
-    return _aware(t).isoformat() if t is not None else None
-
-
-def _aware(t: datetime) -> datetime:
-    # SQLite hands timestamps back without a zone; they were written in UTC.
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+    return as_utc(t).isoformat() if t is not None else None
 
 
 def _now() -> datetime:
@@ -160,11 +155,11 @@ def _info(row: Job) -> JobInfo:
         external_id=row.external_id,
         message=row.message or "",
         spec=spec,
-        created_at=_aware(row.created_at),
-        updated_at=_aware(row.updated_at),
-        started_at=_aware(row.started_at) if row.started_at else None,
-        finished_at=_aware(row.finished_at) if row.finished_at else None,
-        next_attempt_at=_aware(row.next_attempt_at) if row.next_attempt_at else None,
+        created_at=as_utc(row.created_at),
+        updated_at=as_utc(row.updated_at),
+        started_at=as_utc(row.started_at) if row.started_at else None,
+        finished_at=as_utc(row.finished_at) if row.finished_at else None,
+        next_attempt_at=as_utc(row.next_attempt_at) if row.next_attempt_at else None,
     )
 
 

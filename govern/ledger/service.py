@@ -35,7 +35,7 @@ from govern.ledger.merkle import MerkleLog
 from govern.ledger.sqlstore import SqlNodeStore, StagedLeaf
 from govern.ledger.verify import Bundle
 from govern.store.db import Database
-from govern.store.models import LedgerCheckpoint, LedgerEntry, LedgerNode
+from govern.store.models import LedgerCheckpoint, LedgerEntry, LedgerNode, as_utc
 
 __all__ = ["Committed", "Ledger", "LedgerUnavailable", "StoredCheckpoint", "Tx"]
 
@@ -458,8 +458,7 @@ class Ledger:
 
 def _stored(row: LedgerCheckpoint) -> StoredCheckpoint:
     created = row.created_at
-    if created.tzinfo is None:  # SQLite returns naive datetimes
-        created = created.replace(tzinfo=UTC)
+    created = as_utc(created)
     return StoredCheckpoint(int(row.tree_size), bytes(row.root_hash), row.note, created)
 
 

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pyroaring import BitMap
 from sqlalchemy import select
@@ -23,7 +23,7 @@ from govern.auth import Action, Caller, is_allowed
 from govern.errors import BadRequest, Conflict, Forbidden, NotFound, StoreUnavailable
 from govern.provenance.bitmaps import from_bytes, to_bytes
 from govern.store.db import Database
-from govern.store.models import Dataset, DatasetVersion, Run, RunRead
+from govern.store.models import Dataset, DatasetVersion, Run, RunRead, as_utc
 
 __all__ = [
     "ProvenanceStore",
@@ -224,8 +224,7 @@ class ProvenanceStore:
 
 def _run_info(run: Run) -> RunInfo:
     created = run.created_at
-    if created.tzinfo is None:  # SQLite keeps no zone; govern stores UTC everywhere
-        created = created.replace(tzinfo=UTC)
+    created = as_utc(created)
     return RunInfo(
         id=run.id, principal_id=run.principal_id, purpose=run.purpose, created_at=created
     )

@@ -14,7 +14,14 @@ from govern.catalog.names import validate_dataset_name
 from govern.errors import DatasetNotFound, NotFound, VersionNotFound
 from govern.quality.suite import check_suite
 from govern.store.db import Database
-from govern.store.models import Dataset, DatasetVersion, QualityResult, QualitySuite, utcnow
+from govern.store.models import (
+    Dataset,
+    DatasetVersion,
+    QualityResult,
+    QualitySuite,
+    as_utc,
+    utcnow,
+)
 
 __all__ = ["QualityStore", "ResultInfo", "SuiteInfo"]
 
@@ -60,7 +67,9 @@ class QualityStore:
             row = s.scalar(select(QualitySuite).where(QualitySuite.dataset_id == ds.id))
             if row is None:
                 return None
-            return SuiteInfo(name, dict(row.suite), row.inferred, row.updated_by, row.updated_at)
+            return SuiteInfo(
+                name, dict(row.suite), row.inferred, row.updated_by, as_utc(row.updated_at)
+            )
 
     def get_suite(self, name: str) -> SuiteInfo:
         with self.db.session() as s:
@@ -130,7 +139,7 @@ class QualityStore:
                 row.success,
                 dict(row.result),
                 row.accepted_by,
-                row.accepted_at,
+                as_utc(row.accepted_at) if row.accepted_at is not None else None,
             )
 
     def mark_accepted(self, version_id: int, by: str) -> None:

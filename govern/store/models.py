@@ -46,6 +46,7 @@ __all__ = [
     "RunRecipe",
     "RunShard",
     "Token",
+    "as_utc",
     "utcnow",
 ]
 
@@ -61,6 +62,12 @@ NAMING = {
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def as_utc(t: datetime) -> datetime:
+    """A stored time with its zone: every time is written in UTC, and SQLite gives it back
+    without one."""
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
 class Base(DeclarativeBase):

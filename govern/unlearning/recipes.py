@@ -38,7 +38,7 @@ from govern.errors import (
 )
 from govern.provenance.store import ProvenanceStore, validate_run_id
 from govern.store.db import Database
-from govern.store.models import Run, RunRecipe, RunShard
+from govern.store.models import Run, RunRecipe, RunShard, as_utc
 
 __all__ = [
     "MAX_RECIPE_SHARDS",
@@ -372,8 +372,7 @@ class RecipeStore:
 
 def _info(row: RunRecipe, owner: str) -> RecipeInfo:
     updated = row.updated_at
-    if updated.tzinfo is None:  # SQLite returns naive datetimes
-        updated = updated.replace(tzinfo=UTC)
+    updated = as_utc(updated)
     return RecipeInfo(
         run_id=row.run_id,
         principal_id=owner,

@@ -39,7 +39,7 @@ from sqlalchemy import select, update
 from govern.catalog import ROW_ID
 from govern.provenance.bitmaps import from_bytes
 from govern.store.db import Database
-from govern.store.models import Dataset, DatasetVersion, ErasureExclusion
+from govern.store.models import Dataset, DatasetVersion, ErasureExclusion, as_utc
 
 __all__ = [
     "RewriteOutcome",
@@ -117,7 +117,7 @@ class RewriteState:
 def _iso(t: datetime | None) -> str | None:
     if t is None:
         return None
-    return (t if t.tzinfo else t.replace(tzinfo=UTC)).isoformat()
+    return as_utc(t).isoformat()
 
 
 def rewrite_file(path: Path, excluded: BitMap) -> tuple[int, int, str, int]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi import Path as FastAPIPath
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from python_multipart import FormParser
@@ -156,6 +157,8 @@ class TagsIn(BaseModel):
 
 
 Reader = Annotated[Caller, Depends(require(Action.DATASETS_READ))]
+# A version number as the store keeps it (a 32-bit integer); larger is a 422, not an overflow.
+Version = Annotated[int, FastAPIPath(ge=1, le=2**31 - 1)]
 Writer = Annotated[Caller, Depends(require(Action.DATASETS_WRITE))]
 
 
@@ -306,7 +309,7 @@ def list_versions(name: str, gateway: GatewayDep, _: Reader) -> list[DatasetDeta
 
 
 @router.get("/{name}/versions/{version}/quality", response_model=QualityOut)
-def get_quality(name: str, version: int, gateway: GatewayDep, _: Reader) -> QualityOut:
+def get_quality(name: str, version: Version, gateway: GatewayDep, _: Reader) -> QualityOut:
     r = gateway.queries.quality_result(name, version)
     return QualityOut(
         dataset=r.dataset,
@@ -321,7 +324,7 @@ def get_quality(name: str, version: int, gateway: GatewayDep, _: Reader) -> Qual
 
 @router.post("/{name}/versions/{version}/accept", response_model=DatasetDetailOut)
 def accept_version(
-    name: str, version: int, gateway: GatewayDep, caller: Writer
+    name: str, version: Version, gateway: GatewayDep, caller: Writer
 ) -> DatasetDetailOut:
     return DatasetDetailOut.of(gateway.commands.accept_version(name, version, caller.id))
 

@@ -71,7 +71,12 @@ def _out(view: ErasureView) -> ErasureOut:
     )
 
 
-@router.post("", response_model=ErasureOut, status_code=202)
+@router.post(
+    "",
+    response_model=ErasureOut,
+    status_code=202,
+    responses={200: {"model": ErasureOut, "description": "the same request again: nothing new"}},
+)
 def create(body: ErasureIn, gateway: GatewayDep, caller: Writer, response: Response) -> ErasureOut:
     info = gateway.commands.request_erasure(
         body.subject_id, body.datasets, body.legal_basis, caller.id

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel
 
 from govern.api.deps import GatewayDep, require
@@ -21,6 +21,7 @@ router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
 
 Reader = Annotated[Caller, Depends(require(Action.LEDGER_READ))]
 NonNegative = Annotated[int, Query(ge=0, le=2**53)]
+Index = Annotated[int, Path(ge=0, le=2**53)]
 
 
 class CheckpointOut(BaseModel):
@@ -99,7 +100,7 @@ def entries(
 
 
 @router.get("/entries/{index}", response_model=EntryOut)
-def entry(index: int, gateway: GatewayDep, caller: Reader) -> EntryOut:
+def entry(index: Index, gateway: GatewayDep, caller: Reader) -> EntryOut:
     """One entry: the caller's own, or any for auditors, compliance officers and admins."""
     if index < 0:
         raise ValidationError("index must be >= 0", details={"index": index})
@@ -107,7 +108,7 @@ def entry(index: int, gateway: GatewayDep, caller: Reader) -> EntryOut:
 
 
 @router.get("/entries/{index}/proof", response_model=ProofOut)
-def proof(index: int, gateway: GatewayDep, _: Reader, tree_size: NonNegative) -> ProofOut:
+def proof(index: Index, gateway: GatewayDep, _: Reader, tree_size: NonNegative) -> ProofOut:
     """An inclusion proof (hashes only, so open to every principal)."""
     if index < 0:
         raise ValidationError("index must be >= 0", details={"index": index})

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from govern.ledger.anchor.base import AnchorReceipt
 from govern.ledger.verify import AnchorRef
 from govern.store.db import Database
-from govern.store.models import LedgerAnchor, LedgerEntry
+from govern.store.models import LedgerAnchor, LedgerEntry, as_utc
 
 # The kind of the entry that records an anchor (govern.events.AnchorRecorded).
 ANCHOR_KIND = "ledger.anchor"
@@ -46,8 +46,7 @@ class AnchorRecord:
 
 def _record(row: LedgerAnchor) -> AnchorRecord:
     created = row.created_at
-    if created.tzinfo is None:  # SQLite returns naive datetimes
-        created = created.replace(tzinfo=UTC)
+    created = as_utc(created)
     return AnchorRecord(
         tree_size=int(row.tree_size),
         root_hash=bytes(row.root_hash),
@@ -136,4 +135,4 @@ class AnchorRecords:
             created = s.scalar(select(LedgerEntry.created_at).where(LedgerEntry.idx == index))
         if created is None:
             return None
-        return created if created.tzinfo is not None else created.replace(tzinfo=UTC)
+        return as_utc(created)

@@ -112,6 +112,10 @@ class LoadedPolicy:
         self.is_empty = not self.row_rules
         self._filters: _Lru[tuple[Any, ...], rowfilter.RowFilter] = _Lru(_CACHE_SIZE)
         self._columns: _Lru[tuple[Any, ...], dict[str, ColumnDecision]] = _Lru(_CACHE_SIZE)
+        # Casbin's and simpleeval's evaluation over the shared model is not safe across
+        # threads (a concurrent compile can come out wrong), so compiles take turns; the
+        # caches above make that rare.
+        self._evaluating = Lock()
 
     def column_actions(
         self,
@@ -127,9 +131,17 @@ class LoadedPolicy:
             purpose,
             tuple(sorted((c, tuple(t)) for c, t in tags.items())),
         )
-        return self._columns.get(
-            key, lambda: self.column_rules.decide(subject, dataset, purpose, tags)
-        )
+        return self._columns.get(key, lambda: self._decide_columns(subject, dataset, purpose, tags))
+
+    def _decide_columns(
+        self,
+        subject: Mapping[str, Any],
+        dataset: str,
+        purpose: str,
+        tags: Mapping[str, Sequence[str]],
+    ) -> dict[str, ColumnDecision]:
+        with self._evaluating:
+            return self.column_rules.decide(subject, dataset, purpose, tags)
 
     def enforcer(self) -> casbin.Enforcer:
         """A real Casbin enforcer over this set, loaded through the adapter (for checks)."""
@@ -148,15 +160,17 @@ class LoadedPolicy:
     ) -> rowfilter.RowFilter:
         """Compile (cached) the row filter; raises PolicyCompileError when not exact."""
         key = (_subject_key(subject), act, purpose, dataset, tuple(sorted(columns.items())))
-        return self._filters.get(
-            key,
-            lambda: compiler.compile_row_filter(
-                self.model,
-                self.row_rules,
-                subject=subject,
-                act=act,
-                purpose=purpose,
-                dataset=dataset,
-                columns=columns,
-            ),
-        )
+
+        def compile_() -> rowfilter.RowFilter:
+            with self._evaluating:
+                return compiler.compile_row_filter(
+                    self.model,
+                    self.row_rules,
+                    subject=subject,
+                    act=act,
+                    purpose=purpose,
+                    dataset=dataset,
+                    columns=columns,
+                )
+
+        return self._filters.get(key, compile_)

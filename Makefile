@@ -85,6 +85,7 @@ bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/jobs.py
 	$(BIN)/python bench/ledger.py
+	$(BIN)/python bench/load.py
 	$(BIN)/python bench/llm.py
 
 docker:

@@ -13,7 +13,7 @@ from govern.auth import Action, Caller, ensure_allowed
 from govern.errors import AuthError
 from govern.gateway import Gateway
 
-__all__ = ["CurrentCaller", "GatewayDep", "require"]
+__all__ = ["BearerToken", "CurrentCaller", "GatewayDep", "require"]
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -28,14 +28,22 @@ async def get_gateway(request: Request) -> Gateway:
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
-async def get_caller(
-    gateway: GatewayDep,
+async def get_token(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Caller:
+) -> str:
+    """The bearer token, not yet verified (for a handler that verifies it in its own thread-pool
+    call, together with its work)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthError("a bearer token is required", details={"reason": "missing"})
+    return credentials.credentials
+
+
+BearerToken = Annotated[str, Depends(get_token)]
+
+
+async def get_caller(gateway: GatewayDep, token: BearerToken) -> Caller:
     # The store lookup blocks, so it runs in the thread pool, in one hop.
-    return await run_in_threadpool(gateway.decider.authenticate, credentials.credentials)
+    return await run_in_threadpool(gateway.decider.authenticate, token)
 
 
 CurrentCaller = Annotated[Caller, Depends(get_caller)]

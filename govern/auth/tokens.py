@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import jwt
 from sqlalchemy import select
@@ -19,6 +20,7 @@ from govern.auth.principals import Caller, PrincipalService, record_of, validate
 from govern.errors import AuthError, NotFound, PrincipalNotFound, ValidationError
 from govern.store.db import Database
 from govern.store.models import Principal, Token
+from govern.store.stamp import StampedCache
 
 __all__ = ["IssuedToken", "TokenService"]
 
@@ -41,6 +43,8 @@ class TokenService:
         self._secret = secret
         self.ttl = timedelta(seconds=ttl_seconds)
         self.principals = PrincipalService(db)
+        # Steps 3 and 4 read the store; their answer holds until the next change of state.
+        self._checked: StampedCache[str, Caller] = StampedCache(db)
 
     def issue(self, subject: str, role: str, ttl_seconds: int | None = None) -> IssuedToken:
         validate_principal_id(subject)
@@ -122,6 +126,10 @@ class TokenService:
             raise AuthError("token expired", details={"reason": "expired"}) from exc
         except jwt.InvalidTokenError as exc:
             raise AuthError("invalid token", details={"reason": "invalid"}) from exc
+        return self._checked.get(token, lambda: self._check_store(claims))
+
+    def _check_store(self, claims: dict[str, Any]) -> Caller:
+        """Steps 3 and 4 of the module docstring."""
         with self.db.session() as s:
             # 3. issued here and not revoked.
             row = s.get(Token, str(claims["jti"]))

@@ -33,6 +33,7 @@ from govern.catalog.types import duckdb_type, normalise_schema
 from govern.errors import BadRequest, Conflict, DatasetNotFound, VersionNotFound
 from govern.store.db import Database
 from govern.store.models import ColumnTag, Dataset, DatasetColumn, DatasetVersion
+from govern.store.stamp import StampedCache
 
 __all__ = [
     "Admission",
@@ -155,6 +156,8 @@ class Catalog:
     def __init__(self, db: Database, datasets_dir: Path) -> None:
         self.db = db
         self.datasets_dir = datasets_dir
+        # Every decision looks its dataset up; the answer holds until the next change.
+        self._versions: StampedCache[tuple[str, int | None], DatasetInfo] = StampedCache(db)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -173,6 +176,9 @@ class Catalog:
         """The given version (in whatever state: whoever serves it checks), or the newest
         active one (quarantined and pending versions are never chosen)."""
         validate_dataset_name(name)
+        return self._versions.get((name, version), lambda: self._load(name, version))
+
+    def _load(self, name: str, version: int | None) -> DatasetInfo:
         with self.db.session() as s:
             ds = s.scalar(select(Dataset).where(Dataset.name == name))
             if ds is None:

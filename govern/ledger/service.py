@@ -36,6 +36,7 @@ from govern.ledger.sqlstore import SqlNodeStore, StagedLeaf
 from govern.ledger.verify import Bundle
 from govern.store.db import Database
 from govern.store.models import LedgerCheckpoint, LedgerEntry, LedgerNode, as_utc
+from govern.store.stamp import bump_stamp
 
 __all__ = ["Committed", "Ledger", "LedgerUnavailable", "StoredCheckpoint", "Tx"]
 
@@ -198,7 +199,7 @@ class Ledger:
         raise LedgerUnavailable("the access log is contended; try again")
 
     def _transact_once(self, tx: Tx, change: Callable[[Tx], T]) -> tuple[T, int]:
-        with self.db.transaction("command"):
+        with self.db.transaction("command") as conn:
             self._catch_up()
             value = change(tx)
             if tx.unchanged:
@@ -210,6 +211,8 @@ class Ledger:
                     "a change must write at least one event; this one wrote none, so it was "
                     "not made"
                 )
+            # Caches filled before this change stop being trusted once it commits.
+            bump_stamp(conn)
             try:
                 now = _now()
                 leaves = [_staged(event, actor, now) for event, actor in tx.events]

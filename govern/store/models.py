@@ -25,6 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 __all__ = [
     "Assessment",
     "Base",
+    "ChangeStamp",
     "ColumnTag",
     "Dataset",
     "DatasetColumn",
@@ -73,6 +74,16 @@ def as_utc(t: datetime) -> datetime:
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class ChangeStamp(Base):
+    """One row whose counter every change of state bumps, in the change's own transaction
+    (``Ledger.transact``). A cache that remembers the counter it was filled at is exact: it is
+    stale exactly when the counter moved, whichever process made the change."""
+
+    __tablename__ = "change_stamp"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    n: Mapped[int] = mapped_column(BigInteger)
 
 
 class Principal(Base):

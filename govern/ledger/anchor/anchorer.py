@@ -123,6 +123,17 @@ class Anchorer:
     # -- the loop ---------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        # Open the chain (and import its client, seconds of CPU for the embedded EVM) now,
+        # while the gateway starts, not in the middle of serving when the first anchor is due.
+        try:
+            with self._attempt_lock:  # anchor_now opens it too: never twice at once
+                if self.chain is None:
+                    self.chain = self._open_chain()
+        except GovernError as exc:
+            self._failed(exc)
+        except Exception as exc:  # the loop below retries; the lag metric shows it
+            log.exception("opening the chain failed")
+            self._failed(exc)
         while not self._stop.is_set():
             try:
                 if self._due():

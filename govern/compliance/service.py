@@ -133,6 +133,18 @@ class OpenVerdict:
     review_id: str | None = None
 
 
+def _assessment_info(a: Assessment, reviews: Sequence[Review]) -> AssessmentInfo:
+    return AssessmentInfo(
+        id=a.id,
+        dataset=a.dataset,
+        purpose=a.purpose,
+        verdicts=list(a.verdicts),
+        requested_by=a.requested_by,
+        created_at=as_utc(a.created_at),
+        reviews=[_review_info(r, a) for r in reviews],
+    )
+
+
 def _review_info(r: Review, a: Assessment | None = None) -> ReviewInfo:
     rationale = ""
     if a is not None:
@@ -262,15 +274,7 @@ class ComplianceService:
             if a is None:
                 raise NotFound(f"no assessment {aid[:64]!r}", details={"id": aid[:64]})
             reviews = s.scalars(select(Review).where(Review.assessment_id == a.id)).all()
-            return AssessmentInfo(
-                id=a.id,
-                dataset=a.dataset,
-                purpose=a.purpose,
-                verdicts=list(a.verdicts),
-                requested_by=a.requested_by,
-                created_at=as_utc(a.created_at),
-                reviews=[_review_info(r, a) for r in reviews],
-            )
+            return _assessment_info(a, reviews)
 
     def assessments(self, limit: int = 200) -> list[AssessmentInfo]:
         """The newest assessments first, each with its reviews."""
@@ -284,18 +288,7 @@ class ComplianceService:
             reviews: dict[str, list[Review]] = {}
             for r in s.scalars(select(Review).where(Review.assessment_id.in_(ids))):
                 reviews.setdefault(r.assessment_id, []).append(r)
-            return [
-                AssessmentInfo(
-                    id=a.id,
-                    dataset=a.dataset,
-                    purpose=a.purpose,
-                    verdicts=list(a.verdicts),
-                    requested_by=a.requested_by,
-                    created_at=as_utc(a.created_at),
-                    reviews=[_review_info(r, a) for r in reviews.get(a.id, [])],
-                )
-                for a in rows
-            ]
+            return [_assessment_info(a, reviews.get(a.id, [])) for a in rows]
 
     # -- reviews -----------------------------------------------------------------------------
 

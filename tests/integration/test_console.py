@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,11 +24,9 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 from sqlalchemy import update
 
-from govern.api import create_app
 from govern.auth import Caller
 from govern.demo import load_demo
 from govern.gateway import DecisionRequest, Gateway, ReadRequest
@@ -38,7 +35,7 @@ from govern.settings import Settings, load_settings
 from govern.store.migrate import upgrade
 from govern.store.models import LedgerEntry
 from govern.unlearning.recipes import RecipeBody, RecipeDatasetBody
-from tests.conftest import MODEL_CACHE, TEST_ACTOR, free_port, raw_store, wait_for
+from tests.conftest import MODEL_CACHE, TEST_ACTOR, raw_store, serve_rest
 from tests.unit.quality.planted import measurements, with_column
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,28 +95,6 @@ def opened(home: Path) -> Iterator[Gateway]:
         yield gateway
     finally:
         gateway.close()
-
-
-@contextmanager
-def serving(gateway: Gateway) -> Iterator[str]:
-    """The REST app (and so the console) on a free loopback port, in a background thread."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(gateway, close_on_shutdown=False),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: server.started, timeout=30)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def parquet_file(table: pa.Table, path: Path) -> Path:
@@ -247,7 +222,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         subject = _a_subject_read_by(gateway, run_id, chat.name)
         erasure = gateway.commands.request_erasure(subject, None, "gdpr-art17", "demo-compliance")
         assert erasure.excluded_rows > 0 and erasure.state != "completed"
-        with serving(gateway) as url:
+        with serve_rest(gateway) as url:
             yield Console(gateway, url, home, run_id, rows, review_id, erasure.id)
 
 
@@ -674,7 +649,7 @@ def own_console(home: Path) -> Iterator[tuple[Gateway, str]]:
     """A gateway and server of the test's own, for a test that breaks its store."""
     with opened(home) as gateway:
         load_demo(gateway, scale=0.01)
-        with serving(gateway) as url:
+        with serve_rest(gateway) as url:
             yield gateway, url
 
 

@@ -8,21 +8,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from govern.api import create_app
 from govern.demo import load_demo
 from govern.gateway import Gateway
 from govern.settings import load_settings
 from govern.store.migrate import upgrade
-from tests.conftest import TEST_ACTOR, free_port
+from tests.conftest import TEST_ACTOR, serve_rest
 
 SEED = 20261205
 SECONDS = 90
@@ -51,24 +47,10 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str]]:
     gateway = Gateway.open(settings)
     load_demo(gateway, scale=0.02)
     token = gateway.commands.issue_token("demo-admin", "admin", TEST_ACTOR, 3600).token
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(gateway, close_on_shutdown=False),
-            host="127.0.0.1",
-            port=port,
-            log_level="critical",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}", token
+        with serve_rest(gateway) as url:
+            yield url, token
     finally:
-        server.should_exit = True
-        thread.join(10)
         gateway.close()
 
 

@@ -20,7 +20,7 @@ from govern.ledger.checkpoint import verify_checkpoint
 from govern.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from govern.ledger.verify import Bundle, LedgerVerificationError, verify_bundle
 from govern.store.models import LedgerEntry
-from tests.conftest import TEST_ACTOR, auth, free_port, raw_store
+from tests.conftest import TEST_ACTOR, auth, raw_store, serve_rest
 
 
 @pytest.fixture
@@ -252,30 +252,9 @@ def test_verify_over_rest_checks_the_served_log_against_a_pinned_key(
     import os
     import subprocess
     import sys
-    import threading
-    import time
-
-    import uvicorn
-
-    from govern.api import create_app
 
     load_demo(gateway, scale=0.01)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(gateway, close_on_shutdown=False),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        for _ in range(100):
-            if server.started:
-                break
-            time.sleep(0.05)
+    with serve_rest(gateway) as url:
         auditor = token(gateway, "demo-auditor", "auditor")
         govern = str(Path(sys.executable).with_name("govern"))
         env = {**os.environ, "GOVERN_HOME": str(tmp_path / "auditor")}
@@ -287,7 +266,7 @@ def test_verify_over_rest_checks_the_served_log_against_a_pinned_key(
                     "ledger",
                     "verify",
                     "--url",
-                    f"http://127.0.0.1:{port}",
+                    url,
                     "--token",
                     auditor,
                     "--no-chain",
@@ -305,6 +284,3 @@ def test_verify_over_rest_checks_the_served_log_against_a_pinned_key(
         assert "ledger OK" in good.stdout
         other = verify("--vkey", "someone.else+00000000+AQ" + "A" * 42)
         assert other.returncode == 1 and "another key" in other.stderr
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

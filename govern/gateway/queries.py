@@ -7,8 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pyroaring import BitMap
 
@@ -41,7 +40,7 @@ from govern.store import Database
 from govern.unlearning import ErasureInfo, ErasureService
 from govern.unlearning.recipes import RecipeInfo, RecipeStore
 from govern.unlearning.rewrite import Rewriter, RewriteState
-from govern.unlearning.strategies import UnlearningPlan, plan_unlearning
+from govern.unlearning.strategies import UnlearningPlan, UnlearningPlanner
 
 __all__ = ["Activity", "ErasureView", "LedgerEntryView", "Queries", "RunView"]
 
@@ -110,8 +109,7 @@ class Queries:
         recipes: RecipeStore,
         compliance: ComplianceService,
         commitments: Commitments,
-        unlearning_strategy: Literal["auto", "retrain"],
-        unlearning_workdir: Path | None,
+        planner: UnlearningPlanner,
     ) -> None:
         self._db = db
         self._catalog = catalog
@@ -129,8 +127,7 @@ class Queries:
         self._recipes = recipes
         self._compliance = compliance
         self._commitments = commitments
-        self._strategy = unlearning_strategy
-        self._workdir = unlearning_workdir
+        self._planner = planner
 
     # -- health ----------------------------------------------------------------------------------
 
@@ -396,10 +393,7 @@ class Queries:
 
     def erasure_request(self, rid: str) -> ErasureView:
         info = self._erasure.get(rid)
-        runs = self._erasure.affected_runs(info.id, self._provenance)
-        plan = plan_unlearning(
-            info.id, runs, self._recipes, mode=self._strategy, workdir=self._workdir
-        )
+        runs, plan = self._planner.plan(info.id)
         return ErasureView(
             info=info,
             affected_runs=runs,

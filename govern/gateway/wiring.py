@@ -35,6 +35,7 @@ from govern.store import Database
 from govern.unlearning import ErasureService
 from govern.unlearning.recipes import RecipeStore
 from govern.unlearning.rewrite import Rewriter
+from govern.unlearning.strategies import UnlearningPlanner
 
 __all__ = ["Gateway"]
 
@@ -70,6 +71,14 @@ class Gateway:
         engine = Engine()
         provenance = ProvenanceStore(db)
         erasure = ErasureService(db, catalog, commitments)
+        recipes = RecipeStore(db, provenance)
+        planner = UnlearningPlanner(
+            erasure,
+            provenance,
+            recipes,
+            mode=settings.unlearning_strategy,
+            workdir=settings.unlearning_workdir,
+        )
         compliance = open_compliance(settings, db, catalog)
         watcher = None
         if watch and settings.policy_watcher != "none":
@@ -89,7 +98,8 @@ class Gateway:
             erasure=erasure,
             jobs=JobManager(db, settings, tokens),
             provenance=provenance,
-            recipes=RecipeStore(db, provenance),
+            recipes=recipes,
+            planner=planner,
             compliance=compliance,
             anchors=AnchorRecords(db),
         )
@@ -143,11 +153,10 @@ class Gateway:
                 jobs=parts.jobs,
                 rewriter=rewriter,
                 provenance=provenance,
-                recipes=parts.recipes,
+                recipes=recipes,
                 compliance=compliance,
                 commitments=commitments,
-                unlearning_strategy=settings.unlearning_strategy,
-                unlearning_workdir=settings.unlearning_workdir,
+                planner=planner,
             ),
             _parts=parts,
             _engine=engine,

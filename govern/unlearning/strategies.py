@@ -32,13 +32,15 @@ from typing import Literal
 
 from govern.jobs.base import JobKind, JobSpec
 from govern.provenance import SubjectRun
-from govern.provenance.store import validate_run_id
+from govern.provenance.store import ProvenanceStore, validate_run_id
+from govern.unlearning.erasure import ErasureService
 from govern.unlearning.recipes import Recipe, RecipeInfo, RecipeStore
 
 __all__ = [
     "NO_RECIPE",
     "RunAction",
     "UnlearningPlan",
+    "UnlearningPlanner",
     "plan_unlearning",
     "request_tag",
     "trainer_argv",
@@ -251,3 +253,20 @@ def _spec(
         gpus=info.recipe.gpus,
         workdir=cwd,
     )
+
+
+@dataclass(frozen=True)
+class UnlearningPlanner:
+    """An erasure request's affected runs and its plan under the configured strategy: the one
+    composition the command that enqueues the jobs and the view that shows them both use."""
+
+    erasure: ErasureService
+    provenance: ProvenanceStore
+    recipes: RecipeStore
+    mode: Mode = "auto"
+    workdir: Path | None = None
+
+    def plan(self, request_id: str) -> tuple[list[SubjectRun], UnlearningPlan]:
+        runs = self.erasure.affected_runs(request_id, self.provenance)
+        plan = plan_unlearning(request_id, runs, self.recipes, mode=self.mode, workdir=self.workdir)
+        return runs, plan

@@ -28,6 +28,7 @@ from govern.settings import Settings
 from govern.store import Database
 from govern.unlearning import ErasureService
 from govern.unlearning.recipes import RecipeStore
+from govern.unlearning.strategies import UnlearningPlanner
 
 __all__ = ["CommandBase", "Parts"]
 
@@ -52,6 +53,7 @@ class Parts:
     jobs: JobManager
     provenance: ProvenanceStore
     recipes: RecipeStore
+    planner: UnlearningPlanner
     compliance: ComplianceService
     anchors: AnchorRecords
 

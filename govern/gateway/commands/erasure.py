@@ -18,7 +18,6 @@ from govern.jobs import JobSpec
 from govern.ledger.service import Tx
 from govern.unlearning import ErasureInfo
 from govern.unlearning.rewrite import RewriteOutcome, store_outcome
-from govern.unlearning.strategies import plan_unlearning
 
 __all__ = ["ErasureCommands"]
 
@@ -56,13 +55,7 @@ class ErasureCommands(CommandBase):
             if info.excluded_rows:
                 # The rows are withheld from here on; now the jobs that make the models that
                 # read them forget. Planning is deterministic and enqueueing idempotent.
-                plan = plan_unlearning(
-                    info.id,
-                    p.erasure.affected_runs(info.id, p.provenance),
-                    p.recipes,
-                    mode=p.settings.unlearning_strategy,
-                    workdir=p.settings.unlearning_workdir,
-                )
+                _, plan = p.planner.plan(info.id)
                 self._enqueue_jobs(tx, info.id, plan.specs)
             else:
                 self._complete_if_done(tx, info.id)

@@ -19,7 +19,7 @@ from govern.compliance import ComplianceService
 from govern.errors import Forbidden, GovernError, PrincipalNotFound
 from govern.events import DecisionMade
 from govern.ledger.service import Ledger
-from govern.plan import Plan
+from govern.plan import Plan, rowfilter
 from govern.policy.service import PolicyService
 
 __all__ = ["Decider", "DecisionRequest", "decision_event"]
@@ -39,19 +39,20 @@ class DecisionRequest:
 
 
 def decision_event(plan: Plan) -> DecisionMade:
-    log = plan.to_log()
+    """What the ledger records of a Plan: the decision with its filter as an AST as well as
+    text."""
     return DecisionMade(
-        subject=log["subject"],
-        dataset=log["dataset"],
-        dataset_version=log["dataset_version"],
-        purpose=log["purpose"],
-        decision=log["decision"],
-        row_filter=log["row_filter"],
-        row_filter_ast=log["row_filter_ast"],
-        columns=log["columns"],
-        obligations=tuple(log["obligations"]),
-        policy_version=log["policy_version"],
-        reasons=tuple(log["reasons"]),
+        subject=plan.subject_id,
+        dataset=plan.dataset,
+        dataset_version=plan.version,
+        purpose=plan.purpose,
+        decision=plan.decision,
+        row_filter=plan.readable_row_filter(),
+        row_filter_ast=None if plan.row_filter is None else rowfilter.to_json(plan.row_filter),
+        columns=dict(plan.columns),
+        obligations=tuple(plan.obligations),
+        policy_version=plan.policy_version,
+        reasons=tuple(plan.reasons),
     )
 
 

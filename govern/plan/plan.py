@@ -93,14 +93,3 @@ class Plan:
             "dataset": self.dataset,
             "dataset_version": self.version,
         }
-
-    def to_log(self) -> dict[str, Any]:
-        """What the ledger records: the decision with its filter as an AST, not only as text."""
-        return {
-            **self.to_json(),
-            "subject": self.subject_id,
-            "purpose": self.purpose,
-            "row_filter_ast": None
-            if self.row_filter is None
-            else rowfilter.to_json(self.row_filter),
-        }

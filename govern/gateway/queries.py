@@ -225,15 +225,9 @@ class Queries:
     ) -> list[LedgerEntryView]:
         """Entries from ``start`` on, oldest first, matching the filters. A caller who may not
         read every entry sees only its own (it is their actor)."""
-        if not is_allowed(caller.role, Action.LEDGER_READ_ALL):
-            if actor is not None and actor != caller.id:
-                raise Forbidden(
-                    f"role {caller.role!r} may read only its own log entries",
-                    details={"role": caller.role, "action": Action.LEDGER_READ_ALL.value},
-                )
-            actor = caller.id
+        actor = _actor_in_scope(caller, actor, "read")
         rows = self._ledger.leaves(start, limit, actor=actor, kind=kind, object_ref=object_ref)
-        return [LedgerEntryView(i, self._ledger.parse(leaf), leaf) for i, leaf in rows]
+        return [LedgerEntryView(i, parse_leaf(leaf), leaf) for i, leaf in rows]
 
     def ledger_entry(self, caller: Caller, index: int) -> LedgerEntryView:
         """One entry: the caller's own, or any for those who may read every entry. Another's
@@ -330,13 +324,7 @@ class Queries:
         """Entries newest first (below index ``before`` when it is above 0) by actor, kind,
         dataset, run, purpose and time. A caller who may not read every entry searches its
         own."""
-        if not is_allowed(caller.role, Action.LEDGER_READ_ALL):
-            if actor is not None and actor != caller.id:
-                raise Forbidden(
-                    f"role {caller.role!r} may search only its own log entries",
-                    details={"role": caller.role, "action": Action.LEDGER_READ_ALL.value},
-                )
-            actor = caller.id
+        actor = _actor_in_scope(caller, actor, "search")
         prefix = f"dataset:{dataset}" if dataset else None
         rows = self._ledger.leaves(
             before,
@@ -482,3 +470,16 @@ class Queries:
 
     def reviews(self, state: str | None = "open", limit: int = 500) -> list[ReviewInfo]:
         return self._compliance.reviews(state, limit)
+
+
+def _actor_in_scope(caller: Caller, actor: str | None, verb: str) -> str | None:
+    """The actor filter a caller may use: any for those who may read every entry, else only
+    its own (the default for them)."""
+    if is_allowed(caller.role, Action.LEDGER_READ_ALL):
+        return actor
+    if actor is not None and actor != caller.id:
+        raise Forbidden(
+            f"role {caller.role!r} may {verb} only its own log entries",
+            details={"role": caller.role, "action": Action.LEDGER_READ_ALL.value},
+        )
+    return caller.id

@@ -374,10 +374,6 @@ class Ledger:
             rows = s.execute(q.order_by(order).limit(limit))
             return [(int(i), bytes(leaf)) for i, leaf in rows]
 
-    @staticmethod
-    def parse(leaf: bytes) -> dict[str, Any]:
-        return parse_leaf(leaf)
-
     def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
         return self.tree.inclusion_proof(index, tree_size)
 

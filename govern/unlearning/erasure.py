@@ -250,13 +250,17 @@ class ErasureService:
         if not todo:
             return 0
         by_value = [(rid, subject) for rid, subject, _ in todo if subject is not None]
-        by_commitment = {c: rid for rid, subject, c in todo if subject is None and c}
+        # One subject may have several requests (different scopes), all under its commitment.
+        by_commitment: dict[str, list[str]] = {}
+        for rid, subject, c in todo:
+            if subject is None and c:
+                by_commitment.setdefault(c, []).append(rid)
         if by_commitment:
             values = _subject_values(info)
             by_value += [
-                (by_commitment[c], value)
+                (rid, value)
                 for c, value in self.commitments.subjects(values).items()
-                if c in by_commitment
+                for rid in by_commitment.get(c, ())
             ]
         if not by_value:
             return 0

@@ -136,3 +136,22 @@ def test_a_version_with_no_requests_is_left_alone(sqlite_gateway: Gateway) -> No
     with erasure_service(sqlite_gateway) as erasure:
         assert erasure.apply_to_version(v1) == 0
     assert sqlite_gateway.queries.excluded_rows(v1.version_id) == frozenset()
+
+
+def test_completed_requests_of_one_subject_with_different_scopes_all_apply(
+    sqlite_gateway: Gateway,
+) -> None:
+    # Two requests for the same subject share its commitment; once both have completed, a new
+    # version must still be matched for each, not for whichever the lookup kept last.
+    g = sqlite_gateway
+    register(g, "alpha", people(["s1", "s2"]), "sid")
+    only_alpha = g.commands.request_erasure("s1", ["alpha"], "gdpr-art17", "officer")
+    everywhere = g.commands.request_erasure("s1", None, "gdpr-art17", "officer")
+    assert only_alpha.id != everywhere.id
+    for request in (only_alpha, everywhere):
+        assert g.queries.erasure_request(request.id).info.subject_id is None
+
+    v2 = register(g, "alpha", people(["s2", "s1", "s1"]), "sid")
+    assert g.queries.excluded_rows(v2.version_id) == frozenset({1, 2})
+    assert g.queries.erasure_request(only_alpha.id).info.excluded_rows == 3
+    assert g.queries.erasure_request(everywhere.id).info.excluded_rows == 3

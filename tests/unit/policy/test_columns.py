@@ -48,3 +48,10 @@ def test_a_rule_that_cannot_be_evaluated_drops_the_column() -> None:
 def test_bad_column_rules_are_refused(rule: list[str]) -> None:
     with pytest.raises(PolicyInvalid):
         ColumnRules([rule])
+
+
+def test_a_set_without_column_rules_passes_every_column() -> None:
+    decisions = ColumnRules([]).decide(
+        {"role": "auditor", "id": "a"}, "chat_logs", "audit", {"email": ["pii.email"], "n": []}
+    )
+    assert {c: d.action for c, d in decisions.items()} == {"email": "pass", "n": "pass"}

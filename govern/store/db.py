@@ -11,6 +11,7 @@ tests and in production instead of going unlogged.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -122,6 +123,26 @@ class Database:
             return
         with self.transaction(writer) as new:
             yield new
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Hold the store-wide lock ``name`` for the block, waiting for it: on PostgreSQL a
+        session advisory lock, so replicas sharing the store take turns; on SQLite nothing
+        (one process serves a SQLite store)."""
+        if self.is_sqlite:
+            yield
+            return
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        with store_errors(), self.engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            conn.commit()
+            try:
+                yield
+            finally:
+                # A session lock outlives transactions: release it before the connection goes
+                # back to the pool (a lost connection releases it by itself).
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
 
     def ping(self) -> None:
         with store_errors(), self.engine.connect() as conn:

@@ -187,7 +187,7 @@ class Anchorer:
         Raises ChainUnavailable (or another GovernError) when the attempt fails; the loop
         turns that into backoff, a direct caller sees it.
         """
-        with self._attempt_lock:
+        with self._attempt_lock, self.records.turn():
             ledger = self._ledger()
             self._store_size = self.records.log_size()
             if self._store_size <= self._refresh_anchored():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -62,6 +63,11 @@ def _record(row: LedgerAnchor) -> AnchorRecord:
 class AnchorRecords:
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    def turn(self) -> AbstractContextManager[None]:
+        """This process's turn to anchor: replicas sharing a store (and so a chain key) anchor
+        one at a time, or their transactions would race for the key's nonce."""
+        return self.db.exclusive("govern.ledger.anchor")
 
     def add(self, receipt: AnchorReceipt) -> tuple[AnchorRecord, bool]:
         """Record an anchor (inside the command's transaction): (the record, whether it is

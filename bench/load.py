@@ -6,14 +6,19 @@
   logged.
 
 Both run as their own process on loopback; the same asyncio client drives each with 1, 8 and 32
-concurrent keep-alive connections for a fixed time. Afterwards the log must hold exactly one
-decision entry per decision govern acknowledged. One run, one JSON line (bench/results/load.json).
+concurrent keep-alive connections for a fixed time. Then a mixed phase drives govern alone from
+several client processes at once, some sending decisions over REST and some reading through
+Arrow Flight (each read a new training run), for the same fixed time, and reports throughput,
+p50/p99 and errors of each. Afterwards the log must hold exactly one decision entry per decision
+govern acknowledged and one ``read`` and one ``read.end`` entry per read that returned its rows.
+One run, one JSON line (bench/results/load.json).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing as mp
 import os
 import socket
 import statistics
@@ -24,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import govern_connect
 import httpx
 from report import emit
 from sqlalchemy import func, select
@@ -92,7 +98,84 @@ async def drive(url: str, token: str | None, clients: int, seconds: float) -> di
     }
 
 
-def start_govern(home: Path) -> tuple[subprocess.Popen[bytes], str, str, dict[str, str]]:
+def decision_client(url: str, token: str, seconds: float, out: Any) -> None:
+    """One process sending decisions back to back (a service asking the gateway)."""
+    latencies, errors, acknowledged = [], 0, 0
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as c:
+        start = time.perf_counter()
+        deadline = start + seconds
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            try:
+                r = c.post("/v1/decisions", json=BODY, timeout=30)
+                ok = r.status_code == 200 and r.json()["decision"] == "allow"
+            except httpx.HTTPError:
+                ok = False
+            latencies.append(time.perf_counter() - t0)
+            errors += not ok
+            acknowledged += ok
+    out.put(("decisions", latencies, errors, acknowledged, 0, time.perf_counter() - start))
+
+
+def read_client(location: str, token: str, seconds: float, name: str, out: Any) -> None:
+    """One process reading a dataset through Flight again and again, each read its own run."""
+    client = govern_connect.connect(location, token)
+    latencies, errors, acknowledged, rows = [], 0, 0, 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    n = 0
+    while time.perf_counter() < deadline:
+        n += 1
+        t0 = time.perf_counter()
+        try:
+            table = client.read("chat_logs", purpose="training", run_id=f"load-{name}-{n}")
+            rows += table.num_rows
+            acknowledged += 1
+        except Exception:
+            errors += 1
+        latencies.append(time.perf_counter() - t0)
+    out.put(("reads", latencies, errors, acknowledged, rows, time.perf_counter() - start))
+
+
+def mixed(
+    url: str, location: str, token: str, seconds: float, deciders: int, readers: int
+) -> dict[str, Any]:
+    """Decision and read client processes at once; their results by kind."""
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(target=decision_client, args=(url, token, seconds, out))
+        for _ in range(deciders)
+    ] + [
+        ctx.Process(target=read_client, args=(location, token, seconds, f"p{i}", out))
+        for i in range(readers)
+    ]
+    for p in procs:
+        p.start()
+    got = [out.get(timeout=seconds + 300) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    result: dict[str, Any] = {"decision_processes": deciders, "read_processes": readers}
+    for kind in ("decisions", "reads"):
+        mine = [g for g in got if g[0] == kind]
+        # Each process times its own loop (start-up excluded); rates add up across processes.
+        rate = sum(len(g[1]) / g[5] for g in mine)
+        q = statistics.quantiles([x for g in mine for x in g[1]], n=100)
+        result[kind] = {
+            "per_s": round(rate, 1),
+            "p50_ms": round(q[49] * 1000, 2),
+            "p99_ms": round(q[98] * 1000, 2),
+            "errors": sum(g[2] for g in mine),
+            "acknowledged": sum(g[3] for g in mine),
+        }
+        if kind == "reads":
+            result[kind]["rows_per_s"] = round(sum(g[4] / g[5] for g in mine))
+    return result
+
+
+def start_govern(
+    home: Path,
+) -> tuple[subprocess.Popen[bytes], str, str, dict[str, str], str]:
     govern = str(Path(sys.executable).with_name("govern"))
     env = {
         **os.environ,
@@ -106,9 +189,9 @@ def start_govern(home: Path) -> tuple[subprocess.Popen[bytes], str, str, dict[st
     subprocess.run(
         [govern, "demo", "load", "--scale", "0.1"], env=env, check=True, capture_output=True
     )
-    port = free_port()
+    port, flight = free_port(), free_port()
     proc = subprocess.Popen(
-        [govern, "serve", "--port", str(port), "--flight-port", str(free_port())], env=env
+        [govern, "serve", "--port", str(port), "--flight-port", str(flight)], env=env
     )
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, "/readyz")
@@ -119,7 +202,7 @@ def start_govern(home: Path) -> tuple[subprocess.Popen[bytes], str, str, dict[st
         text=True,
         check=True,
     ).stdout.strip()
-    return proc, url, token, env
+    return proc, url, token, env, f"grpc://127.0.0.1:{flight}"
 
 
 def start_peer() -> tuple[subprocess.Popen[bytes], str]:
@@ -130,7 +213,8 @@ def start_peer() -> tuple[subprocess.Popen[bytes], str]:
     return proc, url
 
 
-def logged_decisions(home: Path) -> int:
+def logged(home: Path, kind: str) -> int:
+    """Entries of ``kind`` the trainer's requests left in the log."""
     db = Database(f"sqlite:///{home / 'govern.db'}")
     try:
         with db.session() as s:
@@ -138,7 +222,7 @@ def logged_decisions(home: Path) -> int:
                 s.scalar(
                     select(func.count())
                     .select_from(LedgerEntry)
-                    .where(LedgerEntry.kind == "decision", LedgerEntry.actor == "demo-trainer")
+                    .where(LedgerEntry.kind == kind, LedgerEntry.actor == "demo-trainer")
                 )
                 or 0
             )
@@ -150,13 +234,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clients", default="1,8,32", help="comma-separated client counts")
     parser.add_argument("--seconds", type=float, default=10.0, help="per client count and side")
+    parser.add_argument("--deciders", type=int, default=2, help="decision processes, mixed phase")
+    parser.add_argument("--readers", type=int, default=2, help="Flight read processes, mixed phase")
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
     result: dict[str, Any] = {"bench": "load", "cpus": os.cpu_count(), "seconds": args.seconds}
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         home.mkdir()
-        govern, govern_url, token, _ = start_govern(home)
+        govern, govern_url, token, _, location = start_govern(home)
         peer, peer_url = start_peer()
         try:
             acknowledged = 0
@@ -171,15 +257,23 @@ def main() -> None:
                     "throughput_ratio": round(ours["per_s"] / theirs["per_s"], 3),
                     "p99_ratio": round(ours["p99_ms"] / theirs["p99_ms"], 2),
                 }
+            phase = mixed(govern_url, location, token, args.seconds, args.deciders, args.readers)
+            acknowledged += phase["decisions"]["acknowledged"]
+            result["mixed"] = phase
         finally:
             for proc in (govern, peer):
                 proc.terminate()
                 proc.wait(timeout=30)
-        logged = logged_decisions(home)
-        # Every acknowledged decision is in the log, once (invariant 2).
-        result["acknowledged"] = acknowledged
-        result["logged"] = logged
-        result["log_complete"] = logged == acknowledged
+        # Every acknowledged decision and read is in the log, once (invariant 2).
+        reads = result["mixed"]["reads"]["acknowledged"]
+        result["acknowledged"] = {"decisions": acknowledged, "reads": reads}
+        result["logged"] = {k: logged(home, k) for k in ("decision", "read", "read.end")}
+        # A Flight read is decided (one decision entry) before its rows are sent.
+        result["log_complete"] = result["logged"] == {
+            "decision": acknowledged + reads,
+            "read": reads,
+            "read.end": reads,
+        }
     emit("load", result)
 
 

@@ -342,6 +342,12 @@ class Settings(BaseSettings):
         return self.home / "datasets"
 
     @property
+    def masks_dir(self) -> Path:
+        """Hashed columns kept once computed (govern.engine.masks); derived data, safe to
+        delete."""
+        return self.home / "cache" / "masks"
+
+    @property
     def uploads_dir(self) -> Path:
         """Uploads stream here before they become a dataset version (same disk, not /tmp)."""
         return self.home / "uploads"

@@ -7,14 +7,16 @@ import itertools
 import os
 import threading
 from collections import deque
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from govern.catalog import ROW_ID, DatasetInfo, parquet_source
+from govern.engine.masks import MaskCache
 from govern.engine.query import plan_query
 from govern.plan import Plan, rowfilter
 
@@ -33,8 +35,14 @@ class Engine:
     concurrent use from several threads)."""
 
     def __init__(
-        self, threads: int | None = None, memory_limit: str = "2GB", parallel: int | None = None
+        self,
+        threads: int | None = None,
+        memory_limit: str = "2GB",
+        parallel: int | None = None,
+        mask_dir: Path | None = None,
     ) -> None:
+        """``mask_dir``: where hashed columns are kept once computed (:mod:`.masks`); None
+        hashes on every read."""
         self._con = duckdb.connect(":memory:")
         self._con.execute(f"SET memory_limit = '{memory_limit}'")
         if threads:
@@ -43,6 +51,7 @@ class Engine:
         # DuckDB runs a streamed query on one thread; reads of big versions run this many
         # row-group ranges at once instead (see ``reader``).
         self.parallel = max(1, parallel or threads or min(os.cpu_count() or 1, 4))
+        self.masks = MaskCache(mask_dir, self._cursor) if mask_dir is not None else None
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
@@ -65,13 +74,19 @@ class Engine:
         ``parallel + 2`` ranges. Otherwise DuckDB streams the one query batch by batch.
         """
         ranges = _ranges(str(info.path)) if self.parallel > 1 else []
+        kept = self._kept(info, plan)
         if len(ranges) < 2:
-            q = plan_query(info, plan, exclude=exclude, shard=shard)
+            q = plan_query(info, plan, exclude=exclude, shard=shard, materialized=kept)
             relation = self._cursor().sql(q.sql, params=q.params)
             assert relation is not None
             return relation.to_arrow_reader(batch_rows)
-        batches = self._ranged(info, plan, ranges, batch_rows, exclude, shard)
+        batches = self._ranged(info, plan, ranges, batch_rows, exclude, shard, kept)
         return pa.RecordBatchReader.from_batches(self.schema(info, plan), batches)
+
+    def _kept(self, info: DatasetInfo, plan: Plan) -> Mapping[str, Path]:
+        if self.masks is None or not plan.allowed:
+            return {}
+        return self.masks.ready(info, [c for c, a in plan.columns.items() if a == "hash"])
 
     def _ranged(
         self,
@@ -81,9 +96,12 @@ class Engine:
         batch_rows: int,
         exclude: Collection[int] | None,
         shard: tuple[int, int] | None,
+        kept: Mapping[str, Path],
     ) -> Iterator[pa.RecordBatch]:
         def run(lo: int, hi: int) -> pa.Table:
-            q = plan_query(info, plan, exclude=exclude, shard=shard, row_range=(lo, hi))
+            q = plan_query(
+                info, plan, exclude=exclude, shard=shard, row_range=(lo, hi), materialized=kept
+            )
             cursor = self._cursor()
             try:
                 relation = cursor.sql(q.sql, params=q.params)
@@ -145,6 +163,8 @@ class Engine:
         return before, after, gained, lost
 
     def close(self) -> None:
+        if self.masks is not None:
+            self.masks.close()
         self._con.close()
 
 

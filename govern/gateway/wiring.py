@@ -68,7 +68,7 @@ class Gateway:
         principals = PrincipalService(db)
         tokens = TokenService(db, settings.token_secret, settings.token_ttl_seconds)
         policy = PolicyService(db)
-        engine = Engine()
+        engine = Engine(mask_dir=settings.masks_dir)
         provenance = ProvenanceStore(db)
         erasure = ErasureService(db, catalog, commitments)
         recipes = RecipeStore(db, provenance)
@@ -107,7 +107,11 @@ class Gateway:
         # The background workers change state through the command layer, handed to them here
         # (they sit below it and cannot import it).
         parts.jobs.bind(commands)
-        rewriter = Rewriter(db, record=commands.record_rewrite)
+        rewriter = Rewriter(
+            db,
+            record=commands.record_rewrite,
+            rewritten=engine.masks.discard if engine.masks is not None else None,
+        )
         decider = Decider(
             tokens=tokens,
             principals=principals,

@@ -164,11 +164,18 @@ def _fsync_dir(folder: Path) -> None:
 
 
 class Rewriter:
-    def __init__(self, db: Database, record: Callable[[RewriteOutcome], None]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        record: Callable[[RewriteOutcome], None],
+        rewritten: Callable[[Path], None] | None = None,
+    ) -> None:
         """``record`` stores an outcome with its event (the command layer's
-        ``record_rewrite``)."""
+        ``record_rewrite``); ``rewritten`` is told of each file rewritten, so values derived
+        from the old file (the engine's kept hashes) go with it."""
         self.db = db
         self._record = record
+        self._rewritten = rewritten
         self._lock = threading.Lock()
         # Failed rewrites are tried again once per process (e.g. after a full disk was freed).
         self._retried_failed = False
@@ -228,6 +235,8 @@ class Rewriter:
         )
         try:
             before, after, sha_after, size = rewrite_file(path, excluded)
+            if self._rewritten is not None:
+                self._rewritten(path)
         except (OSError, pa.ArrowException) as exc:
             message = f"rewrite of {name} v{version.version} failed: {exc}"[:2000]
             log.warning("%s", message)

@@ -11,10 +11,13 @@ from typing import Any
 
 import duckdb
 import govern_connect
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fastapi.testclient import TestClient
 
 from govern.gateway import Gateway
+from govern.gateway.reads import ReadRequest
 from govern.store.models import DatasetVersion
 from govern.unlearning import ErasureInfo
 from govern.unlearning.rewrite import RewriteState, rewrite_file
@@ -247,3 +250,37 @@ def test_a_serving_gateway_rewrites_in_the_background(make_gateway: Factory) -> 
     request = erase(gateway, subject, None)
     wait_for(lambda: rewrite_state(gateway, request.id).state == "done", 30)
     assert subject not in table_of(info.path, "patient_id").values()
+
+
+def test_the_rewrite_deletes_the_hashes_kept_from_the_old_file(gateway: Gateway) -> None:
+    load_small_demo(gateway)
+    info = gateway.queries.dataset("patient_notes")
+    subject = Counter(table_of(info.path, "patient_id").values()).most_common(1)[0][0]
+    trainer = gateway.decider.authenticate(token(gateway, "demo-trainer", "trainer"))
+    runs = iter(range(1, 100))
+
+    def read() -> pa.Table:
+        req = ReadRequest("patient_notes", "training", run_id=f"kept-{next(runs)}")
+        return gateway.reads.open(trainer, req).to_reader().read_all().sort_by("_row_id")
+
+    def kept() -> set[str]:
+        values: set[str] = set()
+        for f in gateway.settings.masks_dir.rglob("*.parquet"):
+            values |= {str(v) for v in pq.read_table(f).column("v").to_pylist()}
+        return values
+
+    before = read()  # the trainer sees patient_id hashed: its hashes are kept after this read
+    wait_for(lambda: bool(kept()), 30)
+    with duckdb.connect() as con:
+        (hashed,) = con.execute("SELECT sha256(? || ?)", [info.mask_salt, subject]).fetchone()
+    assert hashed in kept()
+
+    erase(gateway, subject, None)
+    assert gateway.rewrite_once() == [info.version_id]
+    # The kept values of the old file, the erased subject's hash among them, are gone.
+    assert kept() == set()
+    after = read()
+    wait_for(lambda: bool(kept()), 30)
+    assert hashed not in kept()
+    # Reads still give every remaining row the same hash as before.
+    assert after.equals(before.filter(pc.is_in(before["_row_id"], after["_row_id"])))

@@ -76,6 +76,12 @@ class GovernServer:
         os.kill(self.proc.pid, signal.SIGKILL)
         assert self.proc.wait(timeout=10) == -signal.SIGKILL
 
+    def halt(self) -> None:
+        """End the server at a test's end without waiting for a graceful stop."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
@@ -151,4 +157,38 @@ def govern_server(tmp_path: Path) -> Iterator[GovernServer]:
     try:
         yield server
     finally:
-        server.stop()
+        server.halt()
+
+
+def stray_files(server: GovernServer) -> dict[str, list[str]]:
+    """What a crash must not leave: files under uploads/, files under datasets/ that no
+    version row names, and version rows whose file is missing, altered or not final."""
+    import hashlib
+
+    from govern.store.models import DatasetVersion
+
+    db = server.database()
+    try:
+        with db.session() as s:
+            versions = list(s.scalars(select(DatasetVersion)))
+    finally:
+        db.dispose()
+    named = {Path(v.path).resolve() for v in versions}
+    uploads = server.home / "uploads"
+    datasets = server.home / "datasets"
+    bad_versions = []
+    for v in versions:
+        path = Path(v.path)
+        if v.state not in ("active", "quarantined", "retired"):
+            bad_versions.append(f"{path.name}: state {v.state}")
+        elif not path.is_file():
+            bad_versions.append(f"{path.name}: missing")
+        elif hashlib.sha256(path.read_bytes()).hexdigest() != v.sha256:
+            bad_versions.append(f"{path.name}: sha256 differs")
+    return {
+        "uploads": sorted(str(p) for p in uploads.rglob("*") if p.is_file()),
+        "unnamed": sorted(
+            str(p) for p in datasets.rglob("*") if p.is_file() and p.resolve() not in named
+        ),
+        "bad_versions": bad_versions,
+    }

@@ -19,6 +19,7 @@ from python_multipart.multipart import parse_options_header
 from govern.api.deps import GatewayDep, require
 from govern.auth import Action, Caller
 from govern.catalog import DatasetInfo
+from govern.catalog.scratch import Claim, claim_folder, release_folder
 from govern.catalog.service import TagProposal
 from govern.errors import BadRequest
 from govern.quality import IngestResult
@@ -171,6 +172,7 @@ def list_datasets(gateway: GatewayDep, _: Reader) -> list[DatasetOut]:
 class _Form:
     """A multipart form received to the end: text fields, and the file on disk."""
 
+    folder: Claim
     fields: dict[str, str] = field(default_factory=dict)
     filename: str | None = None
     path: Path | None = None
@@ -188,6 +190,7 @@ class _Form:
     def close(self) -> None:
         for f in self._files:
             f.close()  # the temporary file is deleted on close
+        release_folder(self.folder)
 
 
 async def _receive_form(request: Request, folder: Path) -> _Form:
@@ -197,8 +200,9 @@ async def _receive_form(request: Request, folder: Path) -> _Form:
     boundary = params.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
         raise BadRequest("upload with multipart/form-data: name, subject_column and file")
-    folder.mkdir(parents=True, exist_ok=True)
-    form = _Form()
+    # A folder of this request's own, locked while it lives: after a crash the next gateway
+    # to open sweeps it (and only then: another process may be receiving an upload).
+    form = _Form(claim_folder(folder))
 
     def on_field(f: Any) -> None:
         name = (f.field_name or b"").decode("utf-8", "replace")
@@ -219,7 +223,7 @@ async def _receive_form(request: Request, folder: Path) -> _Form:
         on_file,
         boundary=boundary,
         config={
-            "UPLOAD_DIR": str(folder),
+            "UPLOAD_DIR": str(form.folder.path),
             "UPLOAD_DELETE_TMP": True,
             # Straight to disk: nothing of the file is kept in memory.
             "MAX_MEMORY_FILE_SIZE": 0,

@@ -3,6 +3,7 @@ SIGKILL and start again over the same state."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -31,6 +32,14 @@ ALLOWED = {
     "resource": {"dataset": "patient_notes"},
     "context": {"purpose": "training"},
 }
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test here carries the ``faults`` marker (``-m faults`` runs them alone)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.faults)
 
 
 @dataclass
@@ -192,3 +201,74 @@ def stray_files(server: GovernServer) -> dict[str, list[str]]:
         ),
         "bad_versions": bad_versions,
     }
+
+
+PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+
+
+@dataclass
+class PrivatePostgres:
+    """A PostgreSQL cluster of the test's own (initdb in a temporary folder, a free port), so
+    it can be stopped and started without touching the shared server."""
+
+    folder: Path
+    port: int
+
+    def _ctl(self, *args: str) -> None:
+        # The server's own output goes to its log file: a pipe it inherited would never close.
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", str(PG_BIN[-1] / "pg_ctl"), *args],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+        )
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        log = str(self.folder / "postgres.log")
+        self._ctl("-D", str(self.folder / "data"), "-l", log, "-o", options, "-w", "start")
+
+    def stop(self) -> None:
+        """As a crash or an operator's immediate stop: every connection is cut."""
+        self._ctl("-D", str(self.folder / "data"), "-m", "immediate", "-w", "stop")
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    import shutil
+    import tempfile
+
+    if not PG_BIN or shutil.which("runuser") is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("PostgreSQL server binaries are required in CI")
+        pytest.skip("no PostgreSQL server binaries under /usr/lib/postgresql")
+    # Outside pytest's tmp_path: initdb runs as postgres, which cannot enter root's folders.
+    folder = Path(tempfile.mkdtemp(prefix="govern-pg-"))
+    shutil.chown(folder, "postgres", "postgres")
+    subprocess.run(
+        [
+            "runuser", "-u", "postgres", "--", str(PG_BIN[-1] / "initdb"),
+            "-D", str(folder / "data"), "-A", "trust", "-U", "postgres", "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )  # fmt: skip
+    pg = PrivatePostgres(folder, free_port())
+    pg.start()
+    try:
+        import psycopg
+
+        with psycopg.connect(
+            f"postgresql://postgres@127.0.0.1:{pg.port}/postgres", autocommit=True
+        ) as conn:
+            conn.execute("CREATE DATABASE govern")
+        yield pg
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            pg.stop()
+        shutil.rmtree(folder, ignore_errors=True)

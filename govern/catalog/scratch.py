@@ -13,6 +13,7 @@ lock would be lost with a rename, and tools writing into it open their own files
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import secrets
@@ -21,10 +22,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from govern.errors import StorageFull
+
 __all__ = [
     "Claim",
     "claim_file",
     "claim_folder",
+    "disk_errors",
     "release_folder",
     "sweep_files",
     "sweep_folders",
@@ -67,7 +71,13 @@ def claim_folder(parent: Path) -> Claim:
 
 
 def release_folder(claim: Claim) -> None:
-    """Remove a claimed folder with its contents, then its lock file."""
+    """Remove a claimed folder with its contents, then its lock file. Files are emptied
+    first: a writer that failed midway (a multipart parser on a full disk) may still hold one
+    open until it is collected, and its space must come back now."""
+    with contextlib.suppress(OSError):
+        for path in claim.path.iterdir():
+            with contextlib.suppress(OSError):
+                os.truncate(path, 0)
     shutil.rmtree(claim.path, ignore_errors=True)
     claim.path.with_suffix(".lock").unlink(missing_ok=True)
     claim.release()
@@ -129,3 +139,21 @@ def sweep_folders(parent: Path) -> int:
                 lock.unlink(missing_ok=True)
                 removed += 1
     return removed
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def disk_errors() -> Iterator[None]:
+    """Turn "no space left" (or quota exceeded) into StorageFull: a clear 507, not a 500."""
+    try:
+        yield
+    except OSError as exc:
+        # pyarrow's IO errors carry the reason in the message, not in errno.
+        if exc.errno in _FULL or any(os.strerror(code) in str(exc) for code in _FULL):
+            raise StorageFull(
+                "no space left under GOVERN_HOME; nothing was stored",
+                details={"reason": "no_space"},
+            ) from exc
+        raise

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from govern.catalog.names import ROW_ID, validate_column_name, validate_dataset_name, validate_tag
-from govern.catalog.scratch import Claim, claim_file, sweep_files
+from govern.catalog.scratch import Claim, claim_file, disk_errors, sweep_files
 from govern.catalog.types import duckdb_type, normalise_schema
 from govern.errors import BadRequest, Conflict, DatasetNotFound, VersionNotFound
 from govern.store.db import Database
@@ -274,10 +274,12 @@ class Catalog:
         target = normalise_schema(schema)
         folder = self.datasets_dir / name
         folder.mkdir(parents=True, exist_ok=True)
-        claim = claim_file(folder, ".upload-", ".parquet")
+        with disk_errors():
+            claim = claim_file(folder, ".upload-", ".parquet")
         tmp = claim.path
         try:
-            rows, digest = _write_parquet(tmp, batches, target)
+            with disk_errors():
+                rows, digest = _write_parquet(tmp, batches, target)
             admission = Admission(state=state)
             if admit is not None:
                 admission = admit(StagedVersion(name, tmp, rows, target, subject_column))

@@ -17,9 +17,10 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
 
 from govern.api.deps import GatewayDep, require
+from govern.api.errors import ErrorOut
 from govern.auth import Action, Caller
 from govern.catalog import DatasetInfo
-from govern.catalog.scratch import Claim, claim_folder, release_folder
+from govern.catalog.scratch import Claim, claim_folder, disk_errors, release_folder
 from govern.catalog.service import TagProposal
 from govern.errors import BadRequest
 from govern.quality import IngestResult
@@ -202,7 +203,8 @@ async def _receive_form(request: Request, folder: Path) -> _Form:
         raise BadRequest("upload with multipart/form-data: name, subject_column and file")
     # A folder of this request's own, locked while it lives: after a crash the next gateway
     # to open sweeps it (and only then: another process may be receiving an upload).
-    form = _Form(claim_folder(folder))
+    with disk_errors():
+        form = _Form(claim_folder(folder))
 
     def on_field(f: Any) -> None:
         name = (f.field_name or b"").decode("utf-8", "replace")
@@ -233,14 +235,15 @@ async def _receive_form(request: Request, folder: Path) -> _Form:
     )
     buffer = bytearray()
     try:
-        async for chunk in request.stream():
-            buffer += chunk
-            if len(buffer) >= _WRITE_BUFFER:
-                # Disk writes leave the event loop, a megabyte at a time.
-                await run_in_threadpool(parser.write, bytes(buffer))
-                buffer.clear()
-        await run_in_threadpool(parser.write, bytes(buffer))
-        parser.finalize()
+        with disk_errors():
+            async for chunk in request.stream():
+                buffer += chunk
+                if len(buffer) >= _WRITE_BUFFER:
+                    # Disk writes leave the event loop, a megabyte at a time.
+                    await run_in_threadpool(parser.write, bytes(buffer))
+                    buffer.clear()
+            await run_in_threadpool(parser.write, bytes(buffer))
+            parser.finalize()
     except FormParserError as exc:
         form.close()
         raise BadRequest("malformed multipart body", details={"reason": str(exc)[:200]}) from exc
@@ -257,6 +260,9 @@ async def _receive_form(request: Request, folder: Path) -> _Form:
     "",
     response_model=IngestOut,
     status_code=201,
+    responses={
+        507: {"model": ErrorOut, "description": "no space left under GOVERN_HOME (storage_full)"}
+    },
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -80,7 +80,7 @@ def test_sigkill_while_uploads_stream_and_stage_leaves_no_half_version(
     release = threading.Event()
 
     def half_sent() -> Iterator[bytes]:
-        yield _multipart_head("scores") + _csv(150_000)
+        yield _multipart_head("scores") + _csv(100_000)  # over the 1 MiB write buffer
         release.wait(30)
         yield f"\r\n--{BOUNDARY}--\r\n".encode()
 
@@ -91,7 +91,7 @@ def test_sigkill_while_uploads_stream_and_stage_leaves_no_half_version(
 
     # 2. Killed while the received file is staged as Parquet and checked.
     server.start()
-    body = _multipart("scores", _csv(50_000))
+    body = _multipart("scores", _csv(20_000))
     sender = _in_background(lambda: _post(server, body))
     _kill_when(server, lambda: bool(_files(home / "datasets" / "scores", ".upload-*")))
     sender.join(10)

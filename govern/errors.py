@@ -24,7 +24,8 @@ one handler that turns a ``GovernError`` into their own shape; nothing else form
     └── Unavailable              503   unavailable       store, ledger or chain is down
         ├── StoreUnavailable
         ├── ModelUnavailable                             language model down or still loading
-        └── JobBackendUnavailable                        Ray / Kubernetes / local runner down
+        ├── JobBackendUnavailable                        Ray / Kubernetes / local runner down
+        └── StorageFull          507                     no room left on GOVERN_HOME's disk
 
 Security-relevant failures never turn into an allow: callers that decide access catch
 ``GovernError`` and answer deny with the error's reason.
@@ -51,6 +52,7 @@ __all__ = [
     "PolicyInvalid",
     "PrincipalNotFound",
     "PromptTooLong",
+    "StorageFull",
     "StoreUnavailable",
     "Unavailable",
     "UnloggedWrite",
@@ -173,3 +175,11 @@ class ModelUnavailable(Unavailable):
 
 class JobBackendUnavailable(Unavailable):
     code = "jobs_backend_unavailable"
+
+
+class StorageFull(Unavailable):
+    """The disk under GOVERN_HOME ran out of room (or quota) while a file was written; what
+    was written is removed, so nothing is half-registered."""
+
+    code = "storage_full"
+    http_status = 507

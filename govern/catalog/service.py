@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from govern.catalog.names import ROW_ID, validate_column_name, validate_dataset_name, validate_tag
+from govern.catalog.scratch import Claim, claim_file, disk_errors, sweep_files
 from govern.catalog.types import duckdb_type, normalise_schema
 from govern.errors import BadRequest, Conflict, DatasetNotFound, VersionNotFound
 from govern.store.db import Database
@@ -117,11 +118,16 @@ class Staged:
     schema: pa.Schema
     tags: Mapping[str, Sequence[str]]
     admission: Admission
+    # Held from staging until discard, across the rename into place: a sweep by another
+    # process never takes a file this one is still committing.
+    claim: Claim | None = dataclass_field(default=None, repr=False)
 
     def discard(self) -> None:
         """Remove the temporary file (a no-op once the version is committed), and the
         dataset's folder if this left it empty (a dataset that never got a version)."""
         self.tmp.unlink(missing_ok=True)
+        if self.claim is not None:
+            self.claim.release()
         _remove_if_empty(self.tmp.parent)
 
 
@@ -268,19 +274,54 @@ class Catalog:
         target = normalise_schema(schema)
         folder = self.datasets_dir / name
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".upload-{secrets.token_hex(8)}.parquet"
+        with disk_errors():
+            claim = claim_file(folder, ".upload-", ".parquet")
+        tmp = claim.path
         try:
-            rows, digest = _write_parquet(tmp, batches, target)
+            with disk_errors():
+                rows, digest = _write_parquet(tmp, batches, target)
             admission = Admission(state=state)
             if admit is not None:
                 admission = admit(StagedVersion(name, tmp, rows, target, subject_column))
         except BaseException:
             tmp.unlink(missing_ok=True)
+            claim.release()
             _remove_if_empty(folder)
             raise
         return Staged(
-            name, tmp, rows, digest, subject_column, description, target, tags or {}, admission
+            name,
+            tmp,
+            rows,
+            digest,
+            subject_column,
+            description,
+            target,
+            tags or {},
+            admission,
+            claim,
         )
+
+    def sweep(self) -> int:
+        """Remove what a killed process left in the datasets folder: staged and rewritten
+        files it was still writing, and a version file renamed into place whose transaction
+        never committed (no row names it). Files a live process holds are left alone."""
+        if not self.datasets_dir.is_dir():
+            return 0
+        scratch = [
+            p
+            for pattern in ("*/.upload-*.parquet", "*/.rewrite-*.parquet")
+            for p in self.datasets_dir.glob(pattern)
+        ]
+        removed = sweep_files(iter(scratch))
+        finals = {p.resolve() for p in self.datasets_dir.glob("*/v*.parquet")}
+        unnamed = finals - self._named_files() if finals else set()
+        # Asked again under the file's lock: its owner may have committed since.
+        removed += sweep_files(iter(sorted(unnamed)), keep=lambda p: p in self._named_files())
+        return removed
+
+    def _named_files(self) -> set[Path]:
+        with self.db.session() as s:
+            return {Path(p) for p in s.scalars(select(DatasetVersion.path))}
 
     def commit_version(
         self, staged: Staged, *, on_rollback: Callable[[Callable[[], object]], None]

@@ -38,6 +38,13 @@ class UploadFile:
     # Bytes consumed so far (CSV) or rows read so far (Parquet), for progress reporting.
     done: int = 0
 
+    def close(self) -> None:
+        """Release the file now. A stream stopped early (staging failed) would otherwise keep
+        it open until collected, holding a deleted upload's disk space."""
+        close = getattr(self.batches, "close", None)
+        if close is not None:
+            close()
+
     @property
     def progress_total(self) -> int:
         return self.total_rows if self.total_rows is not None else self.size

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from govern.auth import Caller, PrincipalRecord, PrincipalService, TokenService
 from govern.catalog import Catalog
+from govern.catalog.scratch import sweep_folders
 from govern.compliance import open_compliance
 from govern.engine import Engine
 from govern.errors import ConfigError
@@ -170,6 +171,9 @@ class Gateway:
         if anchorer is not None:
             anchorer.start()
         if watch:
+            # What a killed process left half-written goes before this one serves.
+            catalog.sweep()
+            sweep_folders(settings.uploads_dir)
             gateway._start_workers()
         # A bad rule file is a start-up error naming the file (the model loads on first use).
         compliance.start(load_model=False)

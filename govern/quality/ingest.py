@@ -144,9 +144,12 @@ class Ingestor:
             )
 
         reader = pa.RecordBatchReader.from_batches(up.schema, _counted(up, progress))
-        staged = self.catalog.stage_version(
-            name, reader, subject_column, description=description, admit=admit
-        )
+        try:
+            staged = self.catalog.stage_version(
+                name, reader, subject_column, description=description, admit=admit
+            )
+        finally:
+            up.close()
         report = outcome["report"]
         proposals = outcome["proposals"]
         assert isinstance(report, ValidationReport)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import secrets
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -37,6 +36,7 @@ from pyroaring import BitMap
 from sqlalchemy import select, update
 
 from govern.catalog import ROW_ID
+from govern.catalog.scratch import claim_file
 from govern.provenance.bitmaps import from_bytes
 from govern.store.db import Database
 from govern.store.models import Dataset, DatasetVersion, ErasureExclusion, as_utc
@@ -124,7 +124,9 @@ def rewrite_file(path: Path, excluded: BitMap) -> tuple[int, int, str, int]:
     """Rewrite ``path`` without the rows whose row id is in ``excluded``; returns
     (rows before, rows after, new SHA-256, new size). Atomic: a temporary file, fsynced, then
     renamed over the original, and the directory fsynced so the rename survives a crash."""
-    tmp = path.with_name(f".rewrite-{secrets.token_hex(8)}.parquet")
+    # Claimed (locked) so that a sweep after a crash removes it, and only then.
+    claim = claim_file(path.parent, ".rewrite-", ".parquet")
+    tmp = claim.path
     drop = pa.array(sorted(excluded), type=pa.int64())
     before = after = 0
     try:
@@ -148,6 +150,7 @@ def rewrite_file(path: Path, excluded: BitMap) -> tuple[int, int, str, int]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+        claim.release()
     _fsync_dir(path.parent)
     return before, after, digest.hexdigest(), size
 

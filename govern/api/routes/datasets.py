@@ -17,8 +17,10 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
 
 from govern.api.deps import GatewayDep, require
+from govern.api.errors import ErrorOut
 from govern.auth import Action, Caller
 from govern.catalog import DatasetInfo
+from govern.catalog.scratch import Claim, claim_folder, disk_errors, release_folder
 from govern.catalog.service import TagProposal
 from govern.errors import BadRequest
 from govern.quality import IngestResult
@@ -171,6 +173,7 @@ def list_datasets(gateway: GatewayDep, _: Reader) -> list[DatasetOut]:
 class _Form:
     """A multipart form received to the end: text fields, and the file on disk."""
 
+    folder: Claim
     fields: dict[str, str] = field(default_factory=dict)
     filename: str | None = None
     path: Path | None = None
@@ -188,6 +191,7 @@ class _Form:
     def close(self) -> None:
         for f in self._files:
             f.close()  # the temporary file is deleted on close
+        release_folder(self.folder)
 
 
 async def _receive_form(request: Request, folder: Path) -> _Form:
@@ -197,8 +201,10 @@ async def _receive_form(request: Request, folder: Path) -> _Form:
     boundary = params.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
         raise BadRequest("upload with multipart/form-data: name, subject_column and file")
-    folder.mkdir(parents=True, exist_ok=True)
-    form = _Form()
+    # A folder of this request's own, locked while it lives: after a crash the next gateway
+    # to open sweeps it (and only then: another process may be receiving an upload).
+    with disk_errors():
+        form = _Form(claim_folder(folder))
 
     def on_field(f: Any) -> None:
         name = (f.field_name or b"").decode("utf-8", "replace")
@@ -219,7 +225,7 @@ async def _receive_form(request: Request, folder: Path) -> _Form:
         on_file,
         boundary=boundary,
         config={
-            "UPLOAD_DIR": str(folder),
+            "UPLOAD_DIR": str(form.folder.path),
             "UPLOAD_DELETE_TMP": True,
             # Straight to disk: nothing of the file is kept in memory.
             "MAX_MEMORY_FILE_SIZE": 0,
@@ -229,14 +235,15 @@ async def _receive_form(request: Request, folder: Path) -> _Form:
     )
     buffer = bytearray()
     try:
-        async for chunk in request.stream():
-            buffer += chunk
-            if len(buffer) >= _WRITE_BUFFER:
-                # Disk writes leave the event loop, a megabyte at a time.
-                await run_in_threadpool(parser.write, bytes(buffer))
-                buffer.clear()
-        await run_in_threadpool(parser.write, bytes(buffer))
-        parser.finalize()
+        with disk_errors():
+            async for chunk in request.stream():
+                buffer += chunk
+                if len(buffer) >= _WRITE_BUFFER:
+                    # Disk writes leave the event loop, a megabyte at a time.
+                    await run_in_threadpool(parser.write, bytes(buffer))
+                    buffer.clear()
+            await run_in_threadpool(parser.write, bytes(buffer))
+            parser.finalize()
     except FormParserError as exc:
         form.close()
         raise BadRequest("malformed multipart body", details={"reason": str(exc)[:200]}) from exc
@@ -253,6 +260,9 @@ async def _receive_form(request: Request, folder: Path) -> _Form:
     "",
     response_model=IngestOut,
     status_code=201,
+    responses={
+        507: {"model": ErrorOut, "description": "no space left under GOVERN_HOME (storage_full)"}
+    },
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -207,3 +207,21 @@ def test_the_register_command_stores_the_version_with_its_event(
     assert [v.version for v in g.queries.versions("people")] == [1]
     assert files_in(g.settings.datasets_dir / "people") == ["v1.parquet"]
     assert len(g.queries.ledger_entries(g.operator, kind="dataset.version", limit=1000)) == 1
+
+
+def test_a_sweep_removes_what_a_killed_writer_left_and_keeps_versions_and_live_stages(
+    cat: Catalog,
+) -> None:
+    register(cat, "people", people(), "email")
+    folder = cat.datasets_dir / "people"
+    # Left by a killed process: a staged file, a rewrite's temporary file, and a version
+    # file renamed into place whose transaction never committed (no row names it).
+    for name in (".upload-dead.parquet", ".rewrite-dead.parquet", "v2.parquet"):
+        (folder / name).write_bytes(b"half")
+    live = cat.stage_version("people", people(3), "email")  # another process, still at it
+    try:
+        assert cat.sweep() == 3
+        assert files_in(folder) == sorted([live.tmp.name, "v1.parquet"])
+        assert cat.get("people").path.is_file()
+    finally:
+        live.discard()

@@ -233,7 +233,9 @@ class Assessor:
         out = _Facts()
         sources: list[Fact] = list(request_facts(inp.facts))
         if inp.columns is not None:
-            sources += catalog_facts(inp.dataset or "(dataset)", inp.columns, inp.subject_column)
+            sources += catalog_facts(
+                inp.dataset or "(dataset)", inp.columns, inp.subject_column, inp.profile
+            )
         wanted = sorted({f for r in rules for f in r.facts} | {"licence", "collection_purpose"})
         cues, notes = cue_facts(inp.description, [f for f in wanted if FACTS[f].cues])
         out.notes.extend(notes)

@@ -295,3 +295,25 @@ def test_verdicts_that_cannot_be_read_deny_the_plan(demo: Gateway) -> None:
             assert any(r.startswith("compliance verdicts unavailable") for r in plan["reasons"])
     finally:
         other.close()
+
+
+def test_facts_from_the_data_settle_scope_and_personal_data(
+    demo: Gateway, client: TestClient
+) -> None:
+    import duckdb
+
+    info = demo.queries.dataset("chat_logs")
+    countries = [c for (c,) in duckdb.execute(
+        "SELECT DISTINCT country FROM read_parquet(?)", [str(info.path)]).fetchall()]  # fmt: skip
+    subjects = duckdb.execute(
+        "SELECT count(DISTINCT user_id) FROM read_parquet(?)", [str(info.path)]
+    ).fetchone()
+    assert {"DE", "FR", "NL"} & set(countries) and subjects is not None
+    body = assess(client, officer(demo), dataset="chat_logs", purpose="training",
+                  rules=["gdpr-art6-lawful-basis"], facts={"legal_basis": "contract"})  # fmt: skip
+    (v,) = body["verdicts"]
+    # Neither scope nor personal data was stated: the version's own values state both.
+    assert v["applicable"] is True and v["verdict"] == "compliant"
+    (scope,) = [e for e in v["evidence"] if "EU/EEA values" in e]
+    assert f"column 'country' of version {info.version}" in scope
+    assert any(f"{info.row_count} rows of {subjects[0]} data subjects" in e for e in v["evidence"])

@@ -16,6 +16,7 @@ which is what ``HF_HUB_OFFLINE=1`` would do, without writing the process environ
 
 from __future__ import annotations
 
+import atexit
 import copy
 import hashlib
 import importlib.util
@@ -156,6 +157,9 @@ class LocalModel(LanguageModel):
     def close(self) -> None:
         """Stop a conversion still running in its child process (a later process redoes it)."""
         self._closed = True
+        self._stop_child()
+
+    def _stop_child(self) -> None:
         child = self._child
         if child is not None and child.poll() is None:
             child.terminate()
@@ -256,7 +260,10 @@ class LocalModel(LanguageModel):
                 [sys.executable, "-m", __name__, str(self.gguf_path), str(self.cache_dir)],
                 stdin=subprocess.DEVNULL,
             )
+        # A server stopped mid-conversion takes its child with it (a later start redoes it).
+        atexit.register(self._stop_child)
         code = self._child.wait()
+        atexit.unregister(self._stop_child)
         if code != 0 or not self.prepared():
             raise ConfigError(f"converting {self.gguf_path.name} failed (exit status {code})")
 

@@ -47,7 +47,7 @@ from govern.compliance.facts import (
 )
 from govern.compliance.inputs import AssessmentInput
 from govern.compliance.model.base import LanguageModel
-from govern.compliance.rules import Clause, Rule, RuleLibrary
+from govern.compliance.rules import Rule, RuleLibrary
 from govern.errors import GovernError, ModelUnavailable
 
 if TYPE_CHECKING:
@@ -506,11 +506,11 @@ class Assessor:
             settled = _settled_on(rule, facts.firm())
             if settled is None:
                 return made("needs_review", 0.5, fallback, used)
-            clause, firm_used = settled
+            reason, firm_used = settled
             return made(
                 "compliant",
                 fact_conf(firm_used),
-                clause.reason,
+                reason,
                 firm_used,
                 [
                     f"the description was not read by the model ({why}); the request's and "
@@ -632,15 +632,16 @@ class Assessor:
         return Verdict(rule.id, verdict, p, f"model answered {label!r} (p={p:.2f})", (), None)
 
 
-def _settled_on(rule: Rule, firm: Mapping[str, FactValue]) -> tuple[Clause, frozenset[str]] | None:
-    """The compliant clause that holds on ``firm`` facts when every violation clause is false
-    on them too; None when those facts alone do not settle the rule as compliant."""
+def _settled_on(rule: Rule, firm: Mapping[str, FactValue]) -> tuple[str, frozenset[str]] | None:
+    """The reason of the compliant clause that holds on ``firm`` facts, and the facts it used,
+    when every violation clause is false on them too; None when those facts alone do not
+    settle the rule as compliant."""
     if any(c.when.evaluate(firm)[0] is not False for c in rule.non_compliant_when):
         return None
     for clause in rule.compliant_when:
         outcome, used = clause.when.evaluate(firm)
         if outcome is True:
-            return clause, used
+            return clause.reason, used
     return None
 
 

@@ -60,6 +60,7 @@ system-deps:
 
 run: install
 	$(BIN)/govern db upgrade
+	$(BIN)/govern model prepare
 	$(BIN)/govern demo load
 	$(BIN)/govern serve --host 127.0.0.1 --port 8000 --flight-port 8815
 

@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     detect_sample_rows: int = Field(
         500, gt=0, le=100_000, description="Rows sampled per version for sensitive-data detection."
     )
+    detect_ner_rows: int = Field(
+        100,
+        ge=0,
+        le=100_000,
+        description="Of each column's sample, how many values the NER model reads for person "
+        "names (0: none; it costs ~7 ms a value).",
+    )
     policy_watcher: Literal["none", "database"] = Field(
         "database",
         description="How replicas learn of policy changes: store NOTIFY and polling, or none.",

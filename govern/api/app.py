@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from govern import __version__
 from govern.api.errors import ERROR_RESPONSES, install_error_handlers
 from govern.api.limits import BodyLimit
-from govern.api.metrics import AnchorCollector, ApiMetrics, MetricsMiddleware
+from govern.api.metrics import AnchorCollector, ApiMetrics, MetricsMiddleware, ModelCollector
 from govern.api.routes import (
     compliance,
     datasets,
@@ -49,6 +49,7 @@ def create_app(gateway: Gateway, *, close_on_shutdown: bool = True) -> FastAPI:
     app.state.gateway = gateway
     app.state.metrics = ApiMetrics()
     app.state.metrics.registry.register(AnchorCollector(gateway.queries.anchor_status))
+    app.state.metrics.registry.register(ModelCollector(gateway.queries.model_status))
     install_error_handlers(app)
     app.include_router(health.router)
     for module in (

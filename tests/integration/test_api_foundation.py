@@ -22,11 +22,18 @@ def _register(gateway: Gateway) -> None:
 
 def test_health_readiness_metrics_and_openapi(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"status": "ready"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready"
+    # The model is detail, not a condition of readiness: it loads on first use.
+    model = ready["language_model"]
+    assert model["backend"] == "local" and model["name"].startswith("local:SmolLM2")
     spec = client.get("/openapi.json").json()
     assert "/v1/datasets" in spec["paths"]
     metrics = client.get("/metrics").text
     assert 'govern_http_requests_total{method="GET",route="/readyz",status="200"} 1.0' in metrics
+    state = f'govern_language_model_state{{backend="local",state="{model["state"]}"}} 1.0'
+    assert state in metrics
+    assert f"govern_language_model_ready {1.0 if model['state'] == 'ready' else 0.0}" in metrics
 
 
 def test_datasets_list_matches_the_fixed_shape(

@@ -171,3 +171,28 @@ def test_policy_test_reports_a_failing_case_with_a_diff(home: Path, tmp_path: Pa
     r = run(home, "policy", "test")
     assert r.returncode == 0, r.stdout
     assert "6 passed, 0 failed" in r.stdout
+
+
+def test_model_prepare_converts_the_gguf_once_then_has_nothing_to_do(tmp_path: Path) -> None:
+    from govern.compliance.model.local import LocalModel, default_gguf_path
+    from tests.conftest import MODEL_CACHE
+
+    env = {
+        **os.environ,
+        "GOVERN_HOME": str(tmp_path),
+        "GOVERN_CONFIG": str(tmp_path / "none.toml"),
+        "GOVERN_LLM_CACHE_DIR": str(MODEL_CACHE),  # converted at most once per clone
+    }
+    env.pop("GOVERN_DATABASE_URL", None)
+
+    def prepare(**extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([GOVERN, "model", "prepare"], capture_output=True, text=True,
+                              env={**env, **extra}, timeout=600, check=False)  # fmt: skip
+
+    first = prepare()
+    assert first.returncode == 0, first.stderr
+    assert LocalModel(default_gguf_path(), MODEL_CACHE).prepared()
+    again = prepare()
+    assert again.returncode == 0 and "nothing to prepare" in again.stderr
+    remote = prepare(GOVERN_LLM_BACKEND="none")
+    assert remote.returncode == 0 and "none: nothing to prepare" in remote.stderr

@@ -693,6 +693,7 @@ CLI_READS: dict[str, str | None] = {
     "review list": None,
     "serve": "serves until stopped; its changes are the routes' (tested above)",
     "db upgrade": "migrates the schema, which is not state an event records",
+    "model prepare": "writes a cache derived from the installed model file, not the store",
     "compliance calibrate": "writes a calibration file, not the store; needs the model",
 }
 

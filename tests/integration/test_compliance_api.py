@@ -211,7 +211,7 @@ def test_bad_input_is_a_clear_error(demo: Gateway, client: TestClient) -> None:
     assert r.status_code == 422
 
 
-def test_empty_and_100_kb_descriptions_never_come_out_compliant_with_the_model_down(
+def test_empty_and_100_kb_descriptions_are_decided_on_stated_facts_with_the_model_down(
     demo: Gateway, client: TestClient
 ) -> None:
     h = officer(demo)
@@ -225,8 +225,11 @@ def test_empty_and_100_kb_descriptions_never_come_out_compliant_with_the_model_d
     long = assess(client, h, purpose="training", rules=["gdpr-art6-lawful-basis"],
                   facts={**facts, "description": big})  # fmt: skip
     (v,) = long["verdicts"]
-    assert v["verdict"] == "needs_review"  # the model that would read it is down
+    # The model that would read it is down: the stated facts settle the rule, as with none.
+    assert v["verdict"] == "compliant"
     assert any("truncated for the model" in e for e in v["evidence"])
+    assert any("description was not read by the model" in e for e in v["evidence"])
+    assert v["readers"][0] == "rules" and v["readers"][1].startswith("model unavailable")
     entry = demo.queries.ledger_entry(demo.operator, long["log_index"]).entry
     assert entry["data"]["description_chars"] == len(big.strip()) or entry["data"][
         "description_chars"
@@ -241,7 +244,15 @@ def test_all_rules_that_apply_are_assessed_when_none_are_named(
     verdicts = {v["rule"]: v for v in body["verdicts"]}
     assert "hipaa-deidentification" not in verdicts  # no health column in chat_logs
     assert "gdpr-art6-lawful-basis" in verdicts
-    assert all(v["verdict"] != "compliant" for v in verdicts.values())
+    assert verdicts["gdpr-art6-lawful-basis"]["verdict"] == "needs_review"
+    # With the model down the description moves nothing: each verdict is the one the stated
+    # facts give with no description (the catalog's subject column settles erasure).
+    bare = assess(client, officer(demo), dataset="chat_logs", purpose="training", rules=None,
+                  facts={})  # fmt: skip
+    assert {v["rule"]: v["verdict"] for v in bare["verdicts"]} == {
+        r: v["verdict"] for r, v in verdicts.items()
+    }
+    assert verdicts["gdpr-art17-erasure"]["verdict"] == "compliant"
 
 
 def test_another_replicas_verdicts_reach_decisions_within_the_refresh_interval(
@@ -284,3 +295,25 @@ def test_verdicts_that_cannot_be_read_deny_the_plan(demo: Gateway) -> None:
             assert any(r.startswith("compliance verdicts unavailable") for r in plan["reasons"])
     finally:
         other.close()
+
+
+def test_facts_from_the_data_settle_scope_and_personal_data(
+    demo: Gateway, client: TestClient
+) -> None:
+    import duckdb
+
+    info = demo.queries.dataset("chat_logs")
+    countries = [c for (c,) in duckdb.execute(
+        "SELECT DISTINCT country FROM read_parquet(?)", [str(info.path)]).fetchall()]  # fmt: skip
+    subjects = duckdb.execute(
+        "SELECT count(DISTINCT user_id) FROM read_parquet(?)", [str(info.path)]
+    ).fetchone()
+    assert {"DE", "FR", "NL"} & set(countries) and subjects is not None
+    body = assess(client, officer(demo), dataset="chat_logs", purpose="training",
+                  rules=["gdpr-art6-lawful-basis"], facts={"legal_basis": "contract"})  # fmt: skip
+    (v,) = body["verdicts"]
+    # Neither scope nor personal data was stated: the version's own values state both.
+    assert v["applicable"] is True and v["verdict"] == "compliant"
+    (scope,) = [e for e in v["evidence"] if "EU/EEA values" in e]
+    assert f"column 'country' of version {info.version}" in scope
+    assert any(f"{info.row_count} rows of {subjects[0]} data subjects" in e for e in v["evidence"])

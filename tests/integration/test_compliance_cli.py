@@ -69,3 +69,13 @@ def test_bad_input_is_a_message_and_exit_2(home: Path) -> None:
     assert r.returncode == 2 and "key=value" in r.stderr
     r = run(home, "compliance", "check", "--purpose", "training", "--dataset", "no_such")
     assert r.returncode == 2 and "no dataset" in r.stderr
+
+
+def test_check_names_the_readers_of_each_verdict(home: Path) -> None:
+    r = run(
+        home, "compliance", "check", "--purpose", "training", "--fact", "personal_data=true",
+        "--fact", "gdpr_scope=true", "--fact", "legal_basis=contract",
+        "--rule", "gdpr-art6-lawful-basis",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "compliant" in r.stdout and "read by: rules" in r.stdout.replace("\n", " ")

@@ -2,12 +2,14 @@
 
 The model's own judgement is weak; what these tests pin is that, with the real model in the
 loop, clear violations stay non_compliant (also under prompt injection), the model's answers are
-calibrated and recorded as evidence, and a model that cannot load gives needs_review.
+calibrated and recorded as evidence, and a model that cannot load is named in the verdicts
+without undoing what stated facts settle.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -93,7 +95,7 @@ def test_a_compliant_verdict_with_a_description_carries_the_models_cross_check(
     assert 0.0 <= v.confidence <= 1.0
 
 
-def test_a_model_that_cannot_load_gives_needs_review_through_the_api(tmp_path: Path) -> None:
+def test_a_model_that_cannot_load_is_named_in_verdicts_through_the_api(tmp_path: Path) -> None:
     settings = load_settings(
         home=tmp_path / "home",
         config=tmp_path / "none.toml",
@@ -106,20 +108,28 @@ def test_a_model_that_cannot_load_gives_needs_review_through_the_api(tmp_path: P
         gateway.commands.put_principal("officer", ["compliance"], {}, TEST_ACTOR)
         headers = auth(gateway.commands.issue_token("officer", "compliance", TEST_ACTOR).token)
         with TestClient(create_app(gateway, close_on_shutdown=False)) as client:
-            body = {
-                "purpose": "training",
-                "rules": ["gdpr-art6-lawful-basis"],
-                "facts": {"personal_data": True, "legal_basis": "contract", "description": "x"},
-            }
-            verdict = None
-            for _ in range(50):  # the load fails fast; until then it is "still loading"
+
+            def verdict(facts: dict[str, object]) -> dict[str, Any]:
+                body = {"purpose": "training", "rules": ["gdpr-art6-lawful-basis"],
+                        "facts": {"personal_data": True, "description": "x", **facts}}  # fmt: skip
                 r = client.post("/v1/compliance/assessments", json=body, headers=headers)
                 assert r.status_code == 201, r.text
-                verdict = r.json()["verdicts"][0]
-                assert verdict["verdict"] == "needs_review"
-                if "failed to load" in verdict["rationale"]:
+                return dict(r.json()["verdicts"][0])
+
+            # A basis that settles the rule on stated facts never waits for the model, loading
+            # or failed; the verdict names why the model did not read the description.
+            v: dict[str, Any] = {}
+            for _ in range(50):  # the load fails fast; until then it is "still loading"
+                v = verdict({"legal_basis": "contract"})
+                assert v["verdict"] == "compliant"
+                if any("failed to load" in r for r in v["readers"]):
                     break
-            assert verdict is not None and "model" in verdict["rationale"]
+            assert "model unavailable: the local language model failed to load" in v["readers"]
+            # Consent is the basis and nothing says whether it was given: that needs a person.
+            v = verdict({"legal_basis": "consent"})
+            assert v["verdict"] == "needs_review" and "consent" in v["rationale"]
+            status = client.get("/readyz").json()["language_model"]
+            assert status["state"] == "failed"
     finally:
         gateway.close()
 

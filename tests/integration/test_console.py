@@ -439,6 +439,7 @@ def test_signing_in_shows_the_roles_nav_and_every_view_draws_real_data(
     assessment.locator("summary").click()
     expect(assessment.locator("span.verdict")).to_have_text("needs_review")
     expect(assessment).to_contain_text("chat_logs for training")
+    expect(assessment.locator("small.readers")).to_contain_text("read by: rules")
     shoot(page, "compliance")
 
     # Erasure: the request, and (opened) the run that read the subject's rows.

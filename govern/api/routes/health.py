@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -22,12 +24,18 @@ def healthz() -> dict[str, str]:
     "/readyz",
     responses={503: {"model": ErrorOut, "description": "the metadata store is unreachable"}},
 )
-def readyz(gateway: GatewayDep) -> dict[str, str]:
+def readyz(gateway: GatewayDep) -> dict[str, Any]:
+    """Ready when the store answers. The language model's state is detail, not a condition:
+    decisions never wait for it, and assessments that need it say so in their verdicts."""
     try:
         gateway.queries.ping()
     except StoreUnavailable as exc:
         raise StoreUnavailable("not ready: the metadata store is unreachable") from exc
-    return {"status": "ready"}
+    out: dict[str, Any] = {"status": "ready"}
+    model = gateway.queries.model_status()
+    if model is not None:
+        out["language_model"] = model.to_json()
+    return out
 
 
 @router.get(

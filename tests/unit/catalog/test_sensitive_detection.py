@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pyarrow as pa
@@ -50,12 +51,106 @@ def test_values_are_recognised_whatever_the_column_is_called(tmp_path: Path) -> 
         assert (names[column], tag) in got, (column, tag)
 
 
-def test_person_names_in_values_need_the_column_name(tmp_path: Path) -> None:
-    # A blank spaCy pipeline has no NER: names are found by column name only (documented).
-    t = pa.table({"uid": ["a", "b"], "who": ["Ana Novak", "Ben Smith"], "surname": ["X", "Y"]})
+# Names of many origins, planted in generated values.
+FIRST = (
+    "Maria",
+    "John",
+    "Aisha",
+    "Wei",
+    "Olga",
+    "Carlos",
+    "Fatima",
+    "Hiroshi",
+    "Emma",
+    "Liam",
+    "Priya",
+    "Mohammed",
+    "Sofia",
+    "Lukas",
+    "Chloe",
+    "Mateo",
+    "Ingrid",
+    "Kwame",
+    "Yuki",
+    "Noah",
+    "Ana",
+    "Ben",
+    "Elena",
+    "Omar",
+    "Grace",
+    "Pavel",
+    "Amara",
+    "Diego",
+    "Hannah",
+    "Ravi",
+)
+LAST = (
+    "Schmidt",
+    "Smith",
+    "Khan",
+    "Zhang",
+    "Ivanova",
+    "Garcia",
+    "Haddad",
+    "Tanaka",
+    "Brown",
+    "Murphy",
+    "Patel",
+    "Ali",
+    "Rossi",
+    "Novak",
+    "Martin",
+    "Lopez",
+    "Larsen",
+    "Mensah",
+    "Sato",
+    "Wilson",
+    "Kowalski",
+    "Okafor",
+    "Dubois",
+    "Nguyen",
+    "Johansson",
+    "Fischer",
+    "Costa",
+    "Yilmaz",
+    "Kim",
+    "Walsh",
+)
+TEMPLATES = (
+    "Please call {} about the refund.",
+    "{} wrote that the parcel arrived late.",
+    "Spoke with {} on the phone today, issue resolved.",
+    "Ticket opened by {}: cannot log in.",
+)
+
+
+def planted_names(n: int, seed: int = 16) -> list[str]:
+    rng = random.Random(seed)
+    return [f"{rng.choice(FIRST)} {rng.choice(LAST)}" for _ in range(n)]
+
+
+def test_person_names_in_values_are_found_by_the_ner_model(tmp_path: Path) -> None:
+    names = planted_names(300)
+    notes = [TEMPLATES[i % len(TEMPLATES)].format(n) for i, n in enumerate(names)]
+    detector = SensitiveDataDetector(sample_rows=300, ner_sample_rows=300)
+    # Recall: the share of values in which a planted name is found.
+    alone = detector.evidence("who", names).shares.get("PERSON", 0.0)
+    in_text = detector.evidence("note", notes).shares.get("PERSON", 0.0)
+    print(f"PERSON recall: {alone:.3f} of {len(names)} bare names, {in_text:.3f} in sentences")
+    assert alone >= 0.8 and in_text >= 0.8  # measured: 0.907 and 0.867
+    # The column is tagged whatever it is called; columns of places and products are not.
+    t = pa.table(
+        {
+            "uid": [f"u{i}" for i in range(300)],
+            "who": names,
+            "note": notes,
+            "city": [("Berlin", "Paris", "Lagos", "Osaka")[i % 4] for i in range(300)],
+            "product": [("blue widget", "steel bolt M4", "USB-C cable")[i % 3] for i in range(300)],
+        }
+    )
     got = _detect(tmp_path, t, "uid")
-    assert ("surname", "pii.name") in got
-    assert not any(c == "who" for c, _ in got)
+    assert ("who", "pii.name") in got and ("note", "pii.freetext") in got
+    assert not any(c in ("city", "product") for c, _ in got), got
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from govern.catalog import ColumnInfo
-from govern.compliance.facts import catalog_facts, cue_facts, licence_class, request_facts
+from govern.catalog.profile import VersionProfile
+from govern.compliance.facts import (
+    catalog_facts,
+    cue_facts,
+    eu_places,
+    licence_class,
+    request_facts,
+)
 from govern.errors import ValidationError
 
 PATIENTS = [
@@ -34,6 +41,43 @@ def test_a_dataset_without_personal_tags_states_no_personal_data() -> None:
     facts = _by_name(catalog_facts("weather", cols, "station"))
     assert facts["personal_data"] is False and facts["special_categories"] is False
     assert "erasure_honoured" not in facts
+
+
+def _profile(places: dict[str, tuple[str, ...]], subjects: int = 3) -> VersionProfile:
+    return VersionProfile("people", 2, rows=10, subjects=subjects, subject_column="uid",
+                          places=places)  # fmt: skip
+
+
+def test_a_country_column_holding_an_eu_value_states_gdpr_scope() -> None:
+    cols = [ColumnInfo("uid", "VARCHAR"), ColumnInfo("country", "VARCHAR")]
+    for values in (("DE", "US"), ("Japan", "norway"), ("eu", "apac", "us"), ("FRA",)):
+        facts = catalog_facts("people", cols, "uid", _profile({"country": values}))
+        (scope,) = [f for f in facts if f.name == "gdpr_scope"]
+        assert scope.value is True and scope.source == "catalog", values
+        assert "column 'country' of version 2 holds EU/EEA values" in scope.evidence
+
+
+def test_places_outside_the_eea_state_nothing_about_gdpr_scope() -> None:
+    # Data can show that EU people are concerned, never that the controller is not in the EU.
+    cols = [ColumnInfo("uid", "VARCHAR"), ColumnInfo("country", "VARCHAR")]
+    for values in (("US", "JP", "GB", "CH"), ("europe",), ()):
+        facts = _by_name(catalog_facts("people", cols, "uid", _profile({"country": values})))
+        assert "gdpr_scope" not in facts, values
+
+
+def test_the_subject_column_with_subjects_states_personal_data_with_the_counts() -> None:
+    cols = [ColumnInfo("station", "VARCHAR"), ColumnInfo("temp", "DOUBLE")]
+    facts = catalog_facts("weather", cols, "station", _profile({}, subjects=3))
+    (personal,) = [f for f in facts if f.name == "personal_data"]
+    assert personal.value is True
+    assert "version 2 holds 10 rows of 3 data subjects (subject column 'uid')" in personal.evidence
+    empty = _by_name(catalog_facts("weather", cols, "station", _profile({}, subjects=0)))
+    assert empty["personal_data"] is False
+
+
+def test_eu_places_reads_codes_and_names_in_any_case() -> None:
+    values = ["DE", "deu", "Germany", "Czech  Republic", "EL", "EEA", "US", "GB", "Europe", "de-1"]
+    assert eu_places(values) == ["DE", "deu", "Germany", "Czech  Republic", "EL", "EEA"]
 
 
 def test_licence_tags_give_the_licence_or_the_strictest_class() -> None:

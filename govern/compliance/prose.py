@@ -278,7 +278,7 @@ _CLAUSE = {"ccomp", "advcl", "parataxis", "xcomp", "csubj"}
 _SUBJ = {"nsubj", "nsubjpass", "expl"}
 _REMOVE = {"remove", "drop", "strip", "removed", "dropped", "stripped"}
 _ADDRESSES_CHECKER = re.compile(
-    r"\b(complian(t|ce)|verdict|instructions?|assistant|reviewer|auditor|checkers?|override"
+    r"\b(complian(t|ce)|verdict|instructions?|reviewer|auditor|checkers?|override"
     r"|ignore (all |the |your )?(previous|prior)|disregard your)\b",
     re.I,
 )

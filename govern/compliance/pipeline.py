@@ -222,7 +222,7 @@ class Assessor:
         cues, notes = cue_facts(said, [f for f in wanted if FACTS[f].cues])
         out.notes.extend(notes)
         sources += cues
-        untrusted = self._read_prose(inp, rules, wanted, sources, out)
+        untrusted = self._read_prose(inp, wanted, sources, out)
         for fact in sources:
             self._merge(out, fact)
         self._derive(out, inp.purpose)
@@ -231,39 +231,17 @@ class Assessor:
         return out
 
     def _read_prose(
-        self,
-        inp: AssessmentInput,
-        rules: Sequence[Rule],
-        wanted: Sequence[str],
-        sources: list[Fact],
-        out: _Facts,
+        self, inp: AssessmentInput, wanted: Sequence[str], sources: list[Fact], out: _Facts
     ) -> list[Fact]:
         """The prose reader's facts: those its fitted trust names join the stated sources (so a
-        disagreement with another source is a conflict); the rest are returned, to be inferred.
-
-        A description that states a rule's other facts is about what the rule governs, so its
-        reading that the rule does not apply contradicts itself: that reading is dropped."""
+        disagreement with another source is a conflict); the rest are returned, to be inferred."""
         if self.prose is None or not inp.description.strip():
             return []
         reading = self.prose.read(inp.description, wanted, inp.purpose)
         out.notes.extend(reading.notes)
-        read = {f.name: f.value for f in reading.facts}
-        dropped: set[str] = set()
-        for rule in rules:
-            scope = rule.applies_when.facts
-            if rule.applies_when.evaluate(read)[0] is False and set(read) & (
-                set(rule.facts) - scope
-            ):
-                both = sorted(scope & set(read))
-                dropped.update(both)
-                out.notes.append(
-                    f"description points to several values of {', '.join(both)}: it reads as "
-                    f"outside {rule.id} yet states that rule's other facts"
-                )
-        facts = [f for f in reading.facts if f.name not in dropped]
         trusted = self.prose.trust.trusted
-        sources += [f for f in facts if f.name in trusted]
-        return [f for f in facts if f.name not in trusted]
+        sources += [f for f in reading.facts if f.name in trusted]
+        return [f for f in reading.facts if f.name not in trusted]
 
     @staticmethod
     def _infer(out: _Facts, fact: Fact) -> None:

@@ -694,6 +694,7 @@ CLI_READS: dict[str, str | None] = {
     "serve": "serves until stopped; its changes are the routes' (tested above)",
     "db upgrade": "migrates the schema, which is not state an event records",
     "compliance calibrate": "writes a calibration file, not the store; needs the model",
+    "compliance calibrate-prose": "writes the prose reader's trust file, not the store",
 }
 
 

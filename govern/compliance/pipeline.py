@@ -239,6 +239,9 @@ class Assessor:
             return []
         reading = self.prose.read(inp.description, wanted, inp.purpose)
         out.notes.extend(reading.notes)
+        # An exact phrase inside a hedged sentence ("unclear whether the adequacy decision...")
+        # states nothing either.
+        sources[:] = [f for f in sources if not (f.source == "text" and f.name in reading.doubted)]
         trusted = self.prose.trust.trusted
         sources += [f for f in reading.facts if f.name in trusted]
         return [f for f in reading.facts if f.name not in trusted]

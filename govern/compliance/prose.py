@@ -191,6 +191,8 @@ TRIGGERS: dict[str, tuple[Trigger, ...]] = {
     "identifiers_needed": (
         _t(r"(?<!only )\b(?P<a>need|needs|needed|necessary|require\w*)\b", True, False, _IDS),
         _t(r"\b(?P<a>use)\b", None, False, _IDS),
+        # "the model only needs the text": what it needs is something else.
+        _t(r"\bonly (?P<a>needs?|requires?|uses?)\b", False, None, _IDS),
     ),
     "sells_or_shares": (_t(r"\b(?P<a>sell|sells|selling|sold|sales?|shar\w*)\b", True, False),),
     "opt_out_honoured": (
@@ -302,6 +304,8 @@ _COLLECTED = re.compile(
 class Reading:
     facts: list[Fact]
     notes: list[str] = field(default_factory=list)
+    # Facts the description hedges, or whose readings disagree or could not be placed.
+    doubted: frozenset[str] = frozenset()
 
     def get(self, name: str) -> FactValue | None:
         return next((f.value for f in self.facts if f.name == name), None)
@@ -428,7 +432,8 @@ class ProseReader:
                     f"{name}: negation in the description could not be placed: {sentence!r}"
                 )
         facts += _derive(text, {f.name: f for f in facts}, wanted, purpose)
-        return Reading(facts, notes)
+        doubted = {n for n, v in found.items() if len(v) > 1} | set(hedged) | set(unsure)
+        return Reading(facts, notes, frozenset(doubted - {f.name for f in facts}))
 
 
 def unaddressed(text: str) -> str:
@@ -524,7 +529,10 @@ def _negated(tok: Token, through_subject: bool = False) -> bool:
             # "without" negates what it governs (on the path), not the verb it hangs from.
             if c.dep_ == "neg" or (c.lower_ in _NEG and c.dep_ in ("det", "advmod")):
                 return True
-            if c.dep_ in _SUBJ and c.lower_ in _NEG:  # "nobody asked", "nothing was done"
+            if c.dep_ in _SUBJ and (
+                c.lower_ in _NEG  # "nobody asked", "nothing was done"
+                or (c.lower_ == "one" and any(d.lower_ == "no" for d in c.children))  # "no one"
+            ):
                 return True
             if t.i == tok.i and c.dep_ in _SUBJ and any(d.lower_ == "no" for d in c.children):
                 return True  # "no data is transferred": the event, not its other participants

@@ -16,6 +16,14 @@ of one full assessment with the local model (loaded before timing; its load time
 apart), with a fresh answer cache per case so no case reuses another's answers.
 
 Usage: ``python bench/compliance.py [--cases DIR] [--limit N]``.
+
+``--prose`` runs the prose benchmark instead (issue 16; result ``compliance_prose``): the
+prose-only cases (``tests/compliance/prose``) sent as a description alone, and again with the
+facts each description states sent as structured facts too, per reader: ``cues`` (the exact
+phrases only), ``spacy`` (the parse-based prose reader, rule conditions decide, no model),
+``spacy_smollm2`` (the full pipeline with the local model's fact questions and cross-checks) and
+``spacy_smollm2_embeddings`` (plus the embedding extractor). Figures per split, and per rule on
+the held-out (``eval``) split; median and p90 of one assessment. ``--readers`` picks readers.
 """
 
 from __future__ import annotations
@@ -33,10 +41,13 @@ from typing import Any
 from report import emit
 
 from govern.compliance import Assessor, Calibration, load_library
-from govern.compliance.cases import Case, default_cases_dir, load_cases
+from govern.compliance.cases import Case, default_cases_dir, default_prose_dir, load_cases
 from govern.compliance.embed_facts import open_embedding_facts
+from govern.compliance.inputs import AssessmentInput
+from govern.compliance.model.base import NoModel
 from govern.compliance.model.local import shared_local_model
 from govern.compliance.pipeline import Mode
+from govern.compliance.prose import ProseReader, Trust
 from govern.resources import policies_dir
 from govern.settings import load_settings
 
@@ -90,11 +101,102 @@ def run_mode(
     return rows
 
 
+def _pct(xs: Sequence[float], q: float) -> float | None:
+    xs = sorted(xs)
+    return round(xs[int(q * (len(xs) - 1))], 3) if xs else None
+
+
+def prose_bench(args: argparse.Namespace) -> None:
+    rules_dir = policies_dir() / "rules"
+    library = load_library(rules_dir)
+    cases = load_cases(args.cases or default_prose_dir(), library)
+    if args.limit:
+        cases = cases[: args.limit]
+    calibration = Calibration.load(rules_dir / "calibration.json")
+    trust = Trust.load(rules_dir / "prose_trust.json")
+    reader = ProseReader(trust)
+    started = time.perf_counter()
+    reader.nlp()
+    result: dict[str, Any] = {
+        "bench": "compliance_prose",
+        "cases": len(cases),
+        "split_sizes": {s: sum(1 for c in cases if c.split == s) for s in ("fit", "eval")},
+        "trusted_facts": sorted(trust.trusted),
+        "spacy_load_seconds": round(time.perf_counter() - started, 2),
+        "goal": {"false_compliant": 0, "accuracy_clear": 0.8, "review_rate": 0.35, "median_s": 2},
+    }
+    readers = args.readers.split(",")
+    model: Any = None
+    if any("smollm2" in r for r in readers):
+        home = Path(tempfile.mkdtemp(prefix="govern-bench-"))
+        settings = load_settings(home=home, config=home / "none.toml", llm_cache_dir=MODEL_CACHE)
+        model = shared_local_model(settings)
+        started = time.perf_counter()
+        if not model.wait_ready(900):
+            raise SystemExit("the local model did not load")
+        result["llm"] = model.name
+        result["model_load_seconds"] = round(time.perf_counter() - started, 2)
+    for name in readers:
+        uses_model = "smollm2" in name
+        assessor = Assessor(
+            library,
+            (lambda: model) if uses_model else NoModel,
+            calibration,
+            prose=reader if name != "cues" else None,
+            embedding=open_embedding_facts(rules_dir, calibration)
+            if "embeddings" in name
+            else None,
+        )
+        mode: Mode = "full" if uses_model else "conditions"
+        # The model's configurations are slow on this CPU: held-out split only.
+        todo = [c for c in cases if c.split == "eval"] if uses_model else cases
+        entry: dict[str, Any] = {"mode": mode, "cases_run": len(todo)}
+        for variant in ("prose_only", "with_facts"):
+            rows: list[tuple[Case, str, str]] = []
+            timings: list[float] = []
+            for i, case in enumerate(todo):
+                inp = AssessmentInput(
+                    purpose=case.purpose,
+                    facts=dict(case.says) if variant == "with_facts" else {},
+                    description=case.description,
+                )
+                assessor.clear_cache()
+                t0 = time.perf_counter()
+                verdicts = assessor.assess(inp, list(case.expect), mode=mode)
+                timings.append(time.perf_counter() - t0)
+                rows += [(case, case.expect[v.rule], v.verdict) for v in verdicts]
+                print(f"\r{name} {variant}: {i + 1}/{len(todo)}", end="", file=sys.stderr)
+            print(file=sys.stderr)
+            held = [r for r in rows if r[0].split == "eval"]
+            entry[variant] = {
+                "eval_split": scores(held),
+                "fit_split": scores([r for r in rows if r[0].split == "fit"])
+                if not uses_model
+                else None,
+                "latency_seconds": {"median": _pct(timings, 0.5), "p90": _pct(timings, 0.9)},
+                "eval_per_rule": {
+                    rule: scores(
+                        [r for r in held if rule in r[0].expect and r[0].expect[rule] == r[1]]
+                    )
+                    for rule in sorted(library.rules)
+                },
+            }
+        result[name] = entry
+    result["load_average_1min"] = round(os.getloadavg()[0], 2)
+    emit("compliance_prose", result)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=Path, default=default_cases_dir())
+    parser.add_argument("--cases", type=Path, default=None)
     parser.add_argument("--limit", type=int, default=0, help="only the first N cases")
+    parser.add_argument("--prose", action="store_true", help="the prose benchmark (issue 16)")
+    parser.add_argument("--readers", default="cues,spacy,spacy_smollm2,spacy_smollm2_embeddings")
     args = parser.parse_args()
+    if args.prose:
+        prose_bench(args)
+        return
+    args.cases = args.cases or default_cases_dir()
 
     rules_dir = policies_dir() / "rules"
     library = load_library(rules_dir)

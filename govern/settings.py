@@ -269,6 +269,11 @@ class Settings(BaseSettings):
         description="Also read descriptions with the sentence-embedding fact extractor (when "
         "the embedder can load); off: it did not improve held-out accuracy (docs/compliance.md).",
     )
+    compliance_prose_reader: bool = Field(
+        True,
+        description="Read descriptions with the parse-based prose reader (spaCy, loaded on first "
+        "use); it states only the facts its fitted trust file (prose_trust.json) names.",
+    )
     compliance_refresh_seconds: float = Field(
         2.0,
         gt=0,

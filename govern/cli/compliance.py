@@ -181,6 +181,27 @@ def calibrate(
     err.print(f"wrote {target}", highlight=False)
 
 
+@compliance_app.command("calibrate-prose")
+def calibrate_prose(
+    cases: Annotated[
+        Path | None,
+        typer.Option(help="Directory of prose cases (default tests/compliance/prose)."),
+    ] = None,
+) -> None:
+    """Fit which facts the prose reader may state, on the fit split of the prose cases."""
+    from govern.compliance import rules_dir
+    from govern.compliance.calibrate import calibrate_prose as run
+    from govern.compliance.cases import default_prose_dir, load_cases
+
+    s = load_settings()
+    assessor, _ = open_assessor(s)  # no model: the reader and the rule conditions suffice
+    trust = run(assessor, load_cases(cases or default_prose_dir(), assessor.library))
+    target = rules_dir(s) / "prose_trust.json"
+    trust.save(target)
+    out.print_json(data={"trusted": sorted(trust.trusted), "fit": trust.fit})
+    err.print(f"wrote {target}", highlight=False)
+
+
 @review_app.command("list")
 def review_list(
     all_: Annotated[bool, typer.Option("--all", help="Decided reviews too.")] = False,

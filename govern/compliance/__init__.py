@@ -76,6 +76,11 @@ def open_assessor(settings: Settings) -> tuple[Assessor, ModelHolder]:
         from govern.compliance.embed_facts import open_embedding_facts
 
         embedding = open_embedding_facts(directory, calibration)
+    prose = None
+    if settings.compliance_prose_reader:
+        from govern.compliance.prose import ProseReader, Trust
+
+        prose = ProseReader(Trust.load(directory / "prose_trust.json"))
     assessor = Assessor(
         library,
         holder.get,
@@ -84,5 +89,6 @@ def open_assessor(settings: Settings) -> tuple[Assessor, ModelHolder]:
         max_description_chars=settings.compliance_max_description_chars,
         max_questions=settings.compliance_max_model_questions,
         embedding=embedding,
+        prose=prose,
     )
     return assessor, holder

@@ -19,8 +19,10 @@ from govern.compliance.calibration import Calibration, FitResult, fit_questions
 from govern.compliance.cases import Case, label_for
 from govern.compliance.facts import FACTS
 from govern.compliance.pipeline import Assessor, fact_prompt, rule_prompt
+from govern.compliance.prose import Trust, fit_trust
+from govern.errors import ConfigError
 
-__all__ = ["Prompt", "calibrate", "prompts_for"]
+__all__ = ["Prompt", "calibrate", "calibrate_prose", "prompts_for"]
 
 
 @dataclass(frozen=True)
@@ -98,3 +100,25 @@ def calibrate(
     if score_cache is not None:
         score_cache.write_text(json.dumps(cache), encoding="utf-8")
     return fit_questions(model, data, labels, previous)
+
+
+def calibrate_prose(assessor: Assessor, cases: Sequence[Case]) -> Trust:
+    """The prose reader's trust, fitted on the ``fit`` split: per fact (:func:`fit_trust`), then
+    per verdict: while a clear violation of the split comes out ``compliant`` on prose alone, the
+    prose facts that verdict used lose their trust."""
+    reader = assessor.prose
+    if reader is None:
+        raise ConfigError("the prose reader is off (compliance_prose_reader)")
+    facts_of = {r.id: r.facts for r in assessor.library}
+    trust = fit_trust(reader, cases, facts_of)
+    violations = [c for c in cases if c.split == "fit" and c.kind == "clear_violation"]
+    while True:
+        reader.trust = trust
+        blamed: set[str] = set()
+        for case in violations:
+            for v in assessor.assess(case.input(), list(case.expect), mode="conditions"):
+                if v.verdict == "compliant":
+                    blamed |= set(v.facts_used) & trust.trusted
+        if not blamed:
+            return trust
+        trust = Trust(trust.reader, trust.trusted - blamed, trust.fit)

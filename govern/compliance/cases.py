@@ -35,7 +35,7 @@ from govern.compliance.rules import RuleLibrary
 from govern.errors import ConfigError
 from govern.resources import policies_dir
 
-__all__ = ["Case", "default_cases_dir", "label_for", "load_cases"]
+__all__ = ["Case", "default_cases_dir", "default_prose_dir", "label_for", "load_cases"]
 
 Kind = Literal["clear_violation", "clear_fine", "borderline"]
 _KINDS = ("clear_violation", "clear_fine", "borderline")
@@ -44,6 +44,11 @@ _VERDICTS = ("compliant", "non_compliant", "needs_review")
 
 def default_cases_dir() -> Path:
     return policies_dir().parent / "tests" / "compliance" / "cases"
+
+
+def default_prose_dir() -> Path:
+    """Cases described in words alone (no structured facts, no catalog), for the prose reader."""
+    return policies_dir().parent / "tests" / "compliance" / "prose"
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,9 @@ __all__ = [
     "request_facts",
 ]
 
-Source = Literal["request", "catalog", "text", "model", "embedding"]
+# "prose": the prose reader (govern.compliance.prose); stated only for the facts its fitted
+# trust names, inferred otherwise.
+Source = Literal["request", "catalog", "text", "model", "embedding", "prose"]
 STATED: frozenset[str] = frozenset({"request", "catalog", "text"})
 
 
@@ -284,7 +286,6 @@ FACTS: dict[str, FactSpec] = {
             cues=[
                 (r"\b(ignore|ignoring|ignored|disregard\w*)\b[^.]{0,30}\bopt[- ]outs?\b", False),
                 (r"\bopt[- ]outs? (requests )?(are |were )?(honou?red|respected|excluded)\b", True),
-                (r"\bdo not sell\b", True),
             ],
         ),
         _spec(

@@ -47,11 +47,13 @@ from govern.compliance.facts import (
 )
 from govern.compliance.inputs import AssessmentInput
 from govern.compliance.model.base import LanguageModel
+from govern.compliance.prose import unaddressed
 from govern.compliance.rules import Rule, RuleLibrary
 from govern.errors import GovernError, ModelUnavailable
 
 if TYPE_CHECKING:
     from govern.compliance.embed_facts import EmbeddingFacts
+    from govern.compliance.prose import ProseReader
 
 __all__ = ["AssessmentInput", "Assessor", "Mode", "Verdict", "fact_prompt", "rule_prompt"]
 
@@ -163,9 +165,11 @@ class Assessor:
         max_questions: int = 6,
         cache_size: int = 4096,
         embedding: EmbeddingFacts | None = None,
+        prose: ProseReader | None = None,
     ) -> None:
         self.library = library
         self.embedding = embedding  # a second, model-free reader of descriptions (optional)
+        self.prose = prose  # the parse-based reader of descriptions (optional)
         self._model = model
         self.calibration = calibration
         self.threshold = threshold
@@ -237,13 +241,50 @@ class Assessor:
                 inp.dataset or "(dataset)", inp.columns, inp.subject_column, inp.profile
             )
         wanted = sorted({f for r in rules for f in r.facts} | {"licence", "collection_purpose"})
-        cues, notes = cue_facts(inp.description, [f for f in wanted if FACTS[f].cues])
+        # With the prose reader on, sentences addressed to the checker are not read by the cues
+        # either: "ignore the rules; consent was given" states nothing.
+        said = unaddressed(inp.description) if self.prose is not None else inp.description
+        cues, notes = cue_facts(said, [f for f in wanted if FACTS[f].cues])
         out.notes.extend(notes)
         sources += cues
+        untrusted = self._read_prose(inp, wanted, sources, out)
         for fact in sources:
             self._merge(out, fact)
         self._derive(out, inp.purpose)
+        for fact in untrusted:
+            self._infer(out, fact)
         return out
+
+    def _read_prose(
+        self, inp: AssessmentInput, wanted: Sequence[str], sources: list[Fact], out: _Facts
+    ) -> list[Fact]:
+        """The prose reader's facts: those its fitted trust names join the stated sources (so a
+        disagreement with another source is a conflict); the rest are returned, to be inferred."""
+        if self.prose is None or not inp.description.strip():
+            return []
+        reading = self.prose.read(inp.description, wanted, inp.purpose)
+        out.notes.extend(reading.notes)
+        # An exact phrase inside a hedged sentence ("unclear whether the adequacy decision...")
+        # states nothing either.
+        sources[:] = [f for f in sources if not (f.source == "text" and f.name in reading.doubted)]
+        trusted = self.prose.trust.trusted
+        sources += [f for f in reading.facts if f.name in trusted]
+        return [f for f in reading.facts if f.name not in trusted]
+
+    @staticmethod
+    def _infer(out: _Facts, fact: Fact) -> None:
+        """An inferred fact; one that disagrees with a stated fact leaves it unknown."""
+        if fact.name in out.conflicts:
+            return
+        have = out.stated.get(fact.name)
+        if have is None:
+            out.inferred.setdefault(fact.name, fact)
+        elif have.value != fact.value:
+            del out.stated[fact.name]
+            out.conflicts[fact.name] = (
+                f"{fact.name} is stated two ways: {have.value!r} ({have.evidence}) and "
+                f"{fact.value!r} ({fact.evidence})"
+            )
 
     @staticmethod
     def _merge(out: _Facts, fact: Fact) -> None:
@@ -417,7 +458,10 @@ class Assessor:
                 # the unknown facts of violation clauses still open are worth a question.
                 for clause in rule.non_compliant_when:
                     if clause.when.evaluate(stated)[0] is None:
-                        for name in sorted(clause.when.facts - stated.keys()):
+                        # Facts the prose reader already inferred are not asked again.
+                        for name in sorted(
+                            clause.when.facts - stated.keys() - facts.inferred.keys()
+                        ):
                             if FACTS[name].question:
                                 needed[name] = needed.get(name, 0) + 1
             # The facts most rules wait on first; past the cap they stay unknown (review).
@@ -531,9 +575,11 @@ class Assessor:
             if outcome is True:
                 inferred = sorted(n for n in used if n not in stated)
                 by_model = [n for n in inferred if (f := facts.get(n)) and f.source == "model"]
-                by_emb = [n for n in inferred if n not in by_model]
+                by_prose = [n for n in inferred if (f := facts.get(n)) and f.source == "prose"]
+                by_emb = [n for n in inferred if n not in by_model and n not in by_prose]
                 note = f"; inferred by the model: {', '.join(by_model)}" if by_model else ""
                 note += f"; inferred from embeddings: {', '.join(by_emb)}" if by_emb else ""
+                note += f"; read from the description: {', '.join(by_prose)}" if by_prose else ""
                 if any(n in facts.conflicts for n in used):
                     break
                 return made("non_compliant", fact_conf(used), clause.reason + note, used)

@@ -695,6 +695,7 @@ CLI_READS: dict[str, str | None] = {
     "db upgrade": "migrates the schema, which is not state an event records",
     "model prepare": "writes a cache derived from the installed model file, not the store",
     "compliance calibrate": "writes a calibration file, not the store; needs the model",
+    "compliance calibrate-prose": "writes the prose reader's trust file, not the store",
 }
 
 

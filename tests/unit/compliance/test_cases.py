@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from govern.compliance import Assessor, Calibration, load_library
-from govern.compliance.cases import default_cases_dir, load_cases
+from govern.compliance.cases import default_cases_dir, default_prose_dir, load_cases
 from govern.compliance.model.base import NoModel
 from govern.resources import policies_dir
 
@@ -45,3 +45,19 @@ def test_borderline_cases_are_never_decided_compliant_by_the_full_pipeline_witho
         if case.kind == "borderline":
             for v in a.assess(case.input(), list(case.expect)):
                 assert v.verdict == "needs_review", (case.id, v.rule, v.rationale)
+
+
+PROSE = load_cases(default_prose_dir(), LIBRARY)
+
+
+def test_the_prose_set_has_200_described_cases_across_every_rule_in_both_splits() -> None:
+    assert len(PROSE) >= 200
+    assert all(c.description and not c.facts and c.columns is None for c in PROSE)
+    kinds = Counter(c.kind for c in PROSE)
+    assert kinds["clear_violation"] >= 60 and kinds["clear_fine"] >= 60
+    assert kinds["borderline"] >= 20
+    for split in ("fit", "eval"):
+        assert {r for c in PROSE if c.split == split for r in c.expect} == set(LIBRARY.rules)
+    # Injection attempts are part of the set, and all of them are clear violations.
+    injected = [c for c in PROSE if "compliant" in c.description.lower()]
+    assert len(injected) >= 11 and all(c.kind == "clear_violation" for c in injected)

@@ -23,7 +23,8 @@ the model away it is ``needs_review``: text in a description can only change wha
 question answers, and inferred facts never make anything compliant, so instructions hidden in
 it cannot either. Every verdict lists the ``readers`` that ran: ``rules`` (conditions over the
 stated facts and the description's exact phrases), ``model:<name>`` when the model answered,
-``model unavailable: <why>`` when it was asked and could not, ``embeddings`` when used.
+``model unavailable: <why>`` when it was asked and could not, ``prose`` when the prose reader
+(:mod:`govern.compliance.prose`) gave a fact the rule uses, ``embeddings`` when used.
 """
 
 from __future__ import annotations
@@ -511,6 +512,8 @@ class Assessor:
         ev += [line for _, line in evidence if line.startswith("description points")] + general
         conflicts = [m for k, m in facts.conflicts.items() if k in relevant]
         readers = ["rules"]
+        if any((f := facts.get(n)) is not None and f.source == "prose" for n in relevant):
+            readers.append("prose")
         if facts.embedded & relevant:
             readers.append("embeddings")
         asked = [why for n, why in facts.model_asked.items() if n in relevant]

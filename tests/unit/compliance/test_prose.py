@@ -169,3 +169,17 @@ def test_held_out_prose_goal_no_false_compliant_and_most_clear_cases_decided(
     clear = [ok for is_clear, ok, _ in rows if is_clear]
     assert sum(clear) / len(clear) >= 0.8
     assert sum(1 for *_, v in rows if v == "needs_review") / len(rows) <= 0.35
+
+
+def test_a_verdict_resting_on_a_prose_fact_names_the_prose_reader(reader: ProseReader) -> None:
+    a = Assessor(LIBRARY, NoModel, Calibration(), prose=reader)
+    text = "Clinical notes from German hospitals; patients were not asked for consent."
+    got = {
+        v.rule: v
+        for v in a.assess(
+            AssessmentInput(purpose="chatbot", description=text), None, mode="conditions"
+        )
+    }
+    assert "prose" in got["gdpr-art9-special-categories"].readers
+    plain = a.assess(AssessmentInput(purpose="chatbot", description=""), None, mode="conditions")
+    assert all("prose" not in v.readers for v in plain)

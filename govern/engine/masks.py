@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import secrets
 import shutil
 import threading
 from collections.abc import Callable, Iterable
@@ -33,6 +32,7 @@ from pathlib import Path
 import duckdb
 
 from govern.catalog import ROW_ID, DatasetInfo, parquet_source
+from govern.catalog.scratch import claim_file, sweep_files
 from govern.engine.query import mask_expression
 
 __all__ = ["MaskCache"]
@@ -85,7 +85,9 @@ class MaskCache:
         expr, params = mask_expression(column, info.column_types[column], "hash")
         values = [info.mask_salt if p == "__SALT__" else p for p in params]
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".build-{secrets.token_hex(8)}.parquet")
+        # Claimed (locked) while written, so a sweep after a crash removes it, and only then.
+        claim = claim_file(target.parent, ".build-", ".parquet")
+        tmp = claim.path
         row_id = f'"{ROW_ID}"'
         out = str(tmp).replace("'", "''")
         # Identifiers come from the catalog and are quoted by mask_expression; the salt is bound.
@@ -101,6 +103,7 @@ class MaskCache:
         finally:
             cursor.close()
             tmp.unlink(missing_ok=True)
+            claim.release()
         prefix = target.name.split(".", 1)[0]
         for old in target.parent.glob(f"{prefix}.*.parquet"):
             if old != target:
@@ -114,6 +117,10 @@ class MaskCache:
         finally:
             with self._lock:
                 self._building.discard(target)
+
+    def sweep(self) -> int:
+        """Remove the half-written builds a killed process left (at start-up)."""
+        return sweep_files(iter(sorted(self.folder.glob("*/.build-*.parquet"))))
 
     def discard(self, path: Path) -> None:
         """Delete every kept file of the version file at ``path`` (after an erasure rewrite)."""

@@ -175,6 +175,8 @@ class Gateway:
             # What a killed process left half-written goes before this one serves.
             catalog.sweep()
             sweep_folders(settings.uploads_dir)
+            if engine.masks is not None:
+                engine.masks.sweep()
             gateway._start_workers()
         # A bad rule file is a start-up error naming the file (the model loads on first use).
         compliance.start(load_model=False)

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from govern.catalog import ROW_ID, ColumnInfo, DatasetInfo
+from govern.catalog.scratch import claim_file
 from govern.engine import Engine, runner
 from govern.engine.query import mask_expression, plan_query
 from govern.plan import Plan, rowfilter
@@ -193,5 +194,25 @@ def test_a_rewritten_version_is_hashed_afresh_and_discard_deletes_the_kept_value
             plain.close()
         engine.masks.discard(people.path)
         assert list(masks.rglob("*.parquet")) == []
+    finally:
+        engine.close()
+
+
+def test_a_build_a_killed_process_left_is_swept_and_a_live_one_is_not(
+    people: DatasetInfo, tmp_path: Path
+) -> None:
+    engine = Engine(threads=1, parallel=1, mask_dir=tmp_path / "masks")
+    try:
+        assert engine.masks is not None
+        folder = tmp_path / "masks" / "v"
+        folder.mkdir(parents=True)
+        dead = folder / ".build-dead.parquet"  # no process holds it: its writer was killed
+        dead.write_bytes(b"PAR1 half")
+        live = claim_file(folder, ".build-", ".parquet")  # held by this (live) process
+        try:
+            assert engine.masks.sweep() == 1
+            assert not dead.exists() and live.path.exists()
+        finally:
+            live.release()
     finally:
         engine.close()

@@ -87,7 +87,7 @@ class Scene:
         assert self.files_outside_home() == files
 
 
-def _settings(root: Path, database_url: str | None = None) -> Settings:
+def _settings(root: Path, database_url: str | None = None, **overrides: Any) -> Settings:
     return load_settings(
         home=root / "home",
         config=root / "none.toml",
@@ -95,12 +95,14 @@ def _settings(root: Path, database_url: str | None = None) -> Settings:
         jobs_backend="none",
         erasure_rewrite=False,
         **({"database_url": database_url} if database_url else {}),
+        **overrides,
     )
 
 
 @contextmanager
-def open_scene(root: Path, database_url: str | None = None) -> Iterator[Scene]:
-    settings = _settings(root, database_url)
+def open_scene(root: Path, database_url: str | None = None, **overrides: Any) -> Iterator[Scene]:
+    """The scene; ``overrides`` are settings (say a smaller body cap)."""
+    settings = _settings(root, database_url, **overrides)
     upgrade(settings.resolved_database_url)
     gateway = Gateway.open(settings)
     try:

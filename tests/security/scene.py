@@ -130,6 +130,7 @@ def flight_refusal(exc: BaseException) -> dict[str, Any]:
     """The JSON error body that begins a Flight error's message."""
     assert isinstance(exc, flight.FlightError), exc
     text = str(exc)
+    assert "Traceback" not in text, text  # the server never sends its stack
     body: dict[str, Any] = json.JSONDecoder().raw_decode(text[text.index("{") :])[0]
     assert set(body) == {"error", "message", "details"}, body
     return body

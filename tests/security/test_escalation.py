@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
@@ -183,3 +184,47 @@ def test_naming_a_masked_column_does_not_unmask_it(scene: Scene, flight_of: Flig
     ids = served.column("patient_id").to_pylist()
     assert ids and all(isinstance(v, str) and len(v) == 64 for v in ids)  # sha256 hex
     assert not any(v.startswith("P") for v in ids)
+
+
+def test_flight_describes_nothing_a_caller_may_not_read(
+    scene: Scene, flight_of: FlightServer
+) -> None:
+    """GetFlightInfo and GetSchema decide like DoGet: no schema, endpoint or ticket for a read
+    the caller's role has no rule for."""
+    command = json.dumps({"dataset": "patient_notes", "purpose": "training", "run_id": "r-3"})
+    descriptor = flight.FlightDescriptor.for_command(command)
+    options = flight_options(scene.tokens["compliance"])
+    with scene.unchanged(), flight.connect(flight_of.location) as client:
+        with pytest.raises(flight.FlightUnauthorizedError) as caught:
+            client.get_flight_info(descriptor, options)
+        assert flight_refusal(caught.value)["error"] == "forbidden"
+        # pyarrow's GetSchema callback lacks the FlightError handler its siblings have: the
+        # refusal arrives as an unknown ArrowException (with the server's traceback appended,
+        # docs/security.md, residual risks), but it is still the refusal, with no schema.
+        with pytest.raises(pa.ArrowException) as raw:
+            client.get_schema(descriptor, options)
+        text = str(raw.value)
+        body = json.JSONDecoder().raw_decode(text[text.index("{") :])[0]
+        assert body["error"] == "forbidden"
+
+
+def test_flight_offers_no_write_path_to_any_role(scene: Scene, flight_of: FlightServer) -> None:
+    table = pa.table({"sid": ["s1"], "v": [1]})
+    descriptor = flight.FlightDescriptor.for_path("planted")
+    with scene.unchanged(), flight.connect(flight_of.location) as client:
+        for role in ("admin", "steward", "trainer"):
+            options = flight_options(scene.tokens[role])
+            # The refusal may arrive on any of the three calls of a put.
+            with pytest.raises(flight.FlightError) as caught:  # noqa: PT012
+                writer, _ = client.do_put(descriptor, table.schema, options)
+                writer.write_table(table)
+                writer.close()
+            assert flight_refusal(caught.value)["error"] == "bad_request"
+            with pytest.raises(flight.FlightError) as caught:
+                list(client.list_flights(options=options))
+            assert flight_refusal(caught.value)["error"] == "bad_request"
+            for action in ("policy.put", "token.issue", "recipe.put ", ""):
+                with pytest.raises(flight.FlightError) as caught:
+                    list(client.do_action(flight.Action(action, b"{}"), options))
+                assert flight_refusal(caught.value)["error"] == "bad_request"
+    assert "planted" not in {d.name for d in scene.gateway.queries.datasets()}

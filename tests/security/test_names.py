@@ -110,6 +110,28 @@ def test_hostile_column_names_in_an_upload_are_refused(scene: Scene) -> None:
     assert list(scene.gateway.settings.uploads_dir.glob("*")) == []
 
 
+def test_column_names_that_differ_only_in_case_are_refused(scene: Scene) -> None:
+    """DuckDB matches identifiers case-insensitively, and names the second of "ssn" and "SSN"
+    "SSN_1": a select of "SSN" read "ssn". With "ssn" dropped for trainers by a column rule
+    and "SSN" untagged, a trainer read the dropped values by asking for "SSN"."""
+    table = pa.table({"sid": ["s1"], "ssn": ["secret"], "SSN": ["public"]})
+    with scene.unchanged():
+        with pytest.raises(BadRequest):
+            scene.gateway.commands.register_dataset(
+                "cased", table, "sid", TEST_ACTOR, tags={"ssn": ["pii.ssn"]}
+            )
+        for header in (b"sid,ssn,SSN", b"sid,Sid", b"sid,ssn,ssn"):
+            row = b",".join([b"v"] * (header.count(b",") + 1))
+            response = scene.client.post(
+                "/v1/datasets",
+                data={"name": "cased", "subject_column": "sid"},
+                files={"file": ("up.csv", header + b"\n" + row + b"\n", "text/csv")},
+                headers=scene.headers("steward"),
+            )
+            assert 400 <= response.status_code < 500, (header, response.text)
+            refusal(response, response.status_code)
+
+
 def test_the_upload_file_name_never_becomes_a_path(scene: Scene) -> None:
     """The client's file name only says CSV or Parquet: the file lands under a generated name
     in GOVERN_HOME, then in the dataset's own folder."""

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from govern.errors import GovernError, StoreUnavailable, UnloggedWrite
+from govern.errors import BadRequest, GovernError, StoreUnavailable, UnloggedWrite
 
 __all__ = ["Database", "Writer", "store_errors"]
 
@@ -38,6 +38,13 @@ def store_errors() -> Iterator[None]:
     except OperationalError as exc:
         raise StoreUnavailable(
             "the metadata store is unavailable", details={"cause": type(exc.orig).__name__}
+        ) from exc
+    except DataError as exc:
+        # A value the database cannot hold (PostgreSQL text refuses NUL): the caller's input,
+        # not the store, is at fault.
+        raise BadRequest(
+            "a value cannot be stored (a NUL character, or out of range)",
+            details={"cause": type(exc.orig).__name__},
         ) from exc
     except DBAPIError as exc:
         if exc.connection_invalidated:

@@ -32,7 +32,8 @@ _DML = ("INSERT", "UPDATE", "DELETE", "REPLAC", "UPSERT")
 
 @contextmanager
 def store_errors() -> Iterator[None]:
-    """Turn a lost or refused database connection into StoreUnavailable (a 503, a deny)."""
+    """Turn a lost or refused database connection into StoreUnavailable (a 503, a deny), and a
+    value the database refuses into BadRequest (a 400)."""
     try:
         yield
     except OperationalError as exc:

@@ -47,7 +47,7 @@ class Caller:
 
 
 def validate_principal_id(pid: str) -> str:
-    if not _ID.match(pid):
+    if not _ID.fullmatch(pid):
         raise BadRequest(
             "principal ids are 1-200 characters of letters, digits and ._@- ",
             details={"id": pid[:200]},
@@ -58,7 +58,7 @@ def validate_principal_id(pid: str) -> str:
 def validate_attributes(attrs: Mapping[str, Any]) -> dict[str, AttrValue]:
     out: dict[str, AttrValue] = {}
     for name, value in attrs.items():
-        if not _ATTR.match(name) or name in _RESERVED_ATTRS:
+        if not _ATTR.fullmatch(name) or name in _RESERVED_ATTRS:
             raise ValidationError(
                 f"attribute name {name[:64]!r} must be an identifier other than id and role",
                 details={"attribute": name[:64]},

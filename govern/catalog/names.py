@@ -17,6 +17,7 @@ __all__ = [
 # The stable per-version row id that provenance and erasure key on.
 ROW_ID = "_row_id"
 
+# Checked with fullmatch: with match, `$` also accepts a final newline.
 _DATASET = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _COLUMN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 _TAG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
@@ -31,7 +32,7 @@ def parquet_source(path: object) -> str:
 
 
 def validate_dataset_name(name: str) -> str:
-    if not _DATASET.match(name):
+    if not _DATASET.fullmatch(name):
         raise BadRequest(
             "dataset names are 1-63 characters: a lowercase letter, then lowercase letters, "
             "digits or underscores",
@@ -41,7 +42,7 @@ def validate_dataset_name(name: str) -> str:
 
 
 def validate_column_name(name: str) -> str:
-    if not _COLUMN.match(name) or name.lower() in _RESERVED_COLUMNS:
+    if not _COLUMN.fullmatch(name) or name.lower() in _RESERVED_COLUMNS:
         raise BadRequest(
             "column names are 1-63 characters: a letter, then letters, digits or underscores, "
             "and not 'dataset'",
@@ -51,7 +52,7 @@ def validate_column_name(name: str) -> str:
 
 
 def validate_tag(tag: str) -> str:
-    if not _TAG.match(tag):
+    if not _TAG.fullmatch(tag):
         raise BadRequest(
             "tags are lowercase letters, digits and ._- (e.g. pii.email)",
             details={"tag": tag[:100]},

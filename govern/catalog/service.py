@@ -259,8 +259,17 @@ class Catalog:
         is stored; call ``commit_version``, then ``Staged.discard`` either way."""
         validate_dataset_name(name)
         batches, schema = _open(source)
+        seen: set[str] = set()
         for field in schema:
             validate_column_name(field.name)
+            # DuckDB matches identifiers case-insensitively: beside "ssn", a column "SSN"
+            # would be read as "ssn" itself, outside the rules and masks meant for it.
+            if field.name.lower() in seen:
+                raise BadRequest(
+                    f"column {field.name!r} differs from another only in case",
+                    details={"column": field.name},
+                )
+            seen.add(field.name.lower())
         if subject_column not in schema.names:
             raise BadRequest(
                 f"subject column {subject_column!r} is not a column of the data",

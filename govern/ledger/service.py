@@ -482,4 +482,12 @@ def _staged(event: Event, actor: str, now: str) -> StagedLeaf:
         "object": ref,
         "data": event.to_data(),
     }
-    return StagedLeaf(entry_leaf_bytes(entry), event.kind, actor, ref)
+    leaf = entry_leaf_bytes(entry)
+    return StagedLeaf(leaf, event.kind, _searchable(actor, 200), _searchable(ref, 300))
+
+
+def _searchable(text: str, size: int) -> str:
+    """The leaf's text as its search columns can hold it: PostgreSQL text refuses NUL, and one
+    refused row would fail the whole group commit, other callers' entries with it. The leaf
+    itself keeps the exact text."""
+    return text.replace("\x00", "\ufffd")[:size]

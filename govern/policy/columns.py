@@ -20,6 +20,7 @@ import casbin
 from govern.errors import PolicyInvalid
 from govern.plan import COLUMN_ACTIONS
 from govern.policy.compiler import casbin_request
+from govern.policy.sandbox import check_expression
 
 __all__ = ["COLUMN_MODEL", "ColumnDecision", "ColumnRules"]
 
@@ -38,6 +39,12 @@ m = eval(p.sub_rule) && keyMatch(r.obj.dataset, p.dataset) && keyMatch(r.obj.tag
 && (p.purpose == "*" || r.purpose == p.purpose)
 """
 
+# What a column rule's sub_rule may name: the request, and the column rule's own fields.
+_REQUEST_NAMES = frozenset(
+    {"r_sub", "r_obj", "r_act", "r_purpose"}
+    | {"p_sub_rule", "p_dataset", "p_tag", "p_purpose", "p_action"}
+)
+
 
 @dataclass(frozen=True)
 class ColumnDecision:
@@ -54,6 +61,8 @@ class ColumnRules:
                     "column rules (p2) have 5 fields: sub_rule, dataset, tag, purpose, action",
                     details={"rule": rule},
                 )
+            # Inlined by eval() into the matcher: checked now, not first met by a decision.
+            check_expression(rule[0], _REQUEST_NAMES, f"column rule {rule[:4]}")
             if rule[4] not in COLUMN_ACTIONS:
                 raise PolicyInvalid(
                     f"unknown column action {rule[4]!r}",

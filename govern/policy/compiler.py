@@ -40,6 +40,7 @@ from casbin.persist.adapter import Adapter
 from govern.errors import PolicyCompileError, PolicyInvalid
 from govern.plan import rowfilter as rf
 from govern.plan.rowfilter import FALSE, RAISES, TRUE, RowFilter
+from govern.policy import sandbox
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -287,6 +288,7 @@ def _static_check(text: str, known_names: set[str], where: str) -> None:
     tree = evaluator.ast_parsed_value
     if tree is None:
         raise PolicyInvalid(f"{where}: matcher is empty")
+    sandbox.check_reach(evaluator, where)
     # Comprehension variables are bound by the expression itself.
     bound = {
         n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)

@@ -41,7 +41,7 @@ _MERGE_LOCK = threading.Lock()
 
 
 def validate_run_id(run_id: str) -> str:
-    if not _RUN_ID.match(run_id):
+    if not _RUN_ID.fullmatch(run_id):
         raise BadRequest(
             "run ids are 1-200 characters of letters, digits and ._:@- , starting with a "
             "letter or digit",

@@ -32,6 +32,7 @@ __all__ = [
     "ROW",
     "SCHEMA",
     "WHOLE",
+    "check_kwargs",
     "check_suite",
     "infer_suite",
     "kind_of",
@@ -128,6 +129,22 @@ def domain_key(expectation_type: str, kwargs: Mapping[str, Any]) -> tuple[Any, .
     )
 
 
+# Great Expectations hands a row_condition parsed "pandas" to DataFrame.query, which evaluates
+# Python ("@pd.io.common.os.system(...)" ran a command); no kwarg may choose a parser.
+_CODE_KWARGS = frozenset({"row_condition", "condition_parser"})
+
+
+def check_kwargs(kwargs: Mapping[str, Any], index: int) -> None:
+    """Refuse (422) the kwargs that make Great Expectations evaluate text as code."""
+    code = sorted(_CODE_KWARGS & set(kwargs))
+    if code:
+        raise ValidationError(
+            f"expectation {index}: {', '.join(code)} is not supported (Great Expectations "
+            "evaluates row conditions as code)",
+            details={"index": index, "kwargs": code},
+        )
+
+
 def check_suite(doc: Any) -> dict[str, Any]:
     """Validate a suite document with Great Expectations; return its normalised form."""
     from great_expectations.expectations.expectation_configuration import (
@@ -151,6 +168,7 @@ def check_suite(doc: Any) -> dict[str, Any]:
                 f"expectation {i}: kwargs and meta are objects", details={"index": i}
             )
         kind_of(item["type"])
+        check_kwargs(kwargs, i)
         try:
             ExpectationConfiguration(type=item["type"], kwargs=dict(kwargs)).to_domain_obj()
         except Exception as exc:  # GE raises pydantic and its own errors alike

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from govern.catalog.names import ROW_ID
-from govern.quality.suite import domain_key, kind_of
+from govern.quality.suite import check_kwargs, domain_key, kind_of
 
 __all__ = ["ValidationReport", "validate_file"]
 
@@ -120,7 +120,9 @@ class _Runner:
         if not expectations:
             return []
         suite = self.gx.ExpectationSuite(name="suite")
-        for e in expectations:
+        for i, e in enumerate(expectations):
+            # Checked again here: a suite stored before the check must not run either.
+            check_kwargs(e["kwargs"], i)
             suite.add_expectation_configuration(
                 ExpectationConfiguration(type=e["type"], kwargs=dict(e["kwargs"]))
             )

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from govern.errors import GovernError, StoreUnavailable, UnloggedWrite
+from govern.errors import BadRequest, GovernError, StoreUnavailable, UnloggedWrite
 
 __all__ = ["Database", "Writer", "store_errors"]
 
@@ -33,12 +33,20 @@ _DML = ("INSERT", "UPDATE", "DELETE", "REPLAC", "UPSERT")
 
 @contextmanager
 def store_errors() -> Iterator[None]:
-    """Turn a lost or refused database connection into StoreUnavailable (a 503, a deny)."""
+    """Turn a lost or refused database connection into StoreUnavailable (a 503, a deny), and a
+    value the database refuses into BadRequest (a 400)."""
     try:
         yield
     except OperationalError as exc:
         raise StoreUnavailable(
             "the metadata store is unavailable", details={"cause": type(exc.orig).__name__}
+        ) from exc
+    except DataError as exc:
+        # A value the database cannot hold (PostgreSQL text refuses NUL): the caller's input,
+        # not the store, is at fault.
+        raise BadRequest(
+            "a value cannot be stored (a NUL character, or out of range)",
+            details={"cause": type(exc.orig).__name__},
         ) from exc
     except DBAPIError as exc:
         if exc.connection_invalidated:

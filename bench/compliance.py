@@ -5,9 +5,7 @@ One run, one JSON line on stdout (also written to bench/results/compliance.json)
 - ``pipeline``: the full pipeline (stated facts, rule conditions, the local model's calibrated
   fact questions and cross-checks);
 - ``conditions``: the rule conditions alone on stated facts and exact phrases (no model);
-- ``model``: the local model alone, asked each rule's question and taken at its calibrated word;
-- ``pipeline_embeddings``: the full pipeline plus the sentence-embedding fact extractor
-  (``govern.compliance.embed_facts``), to show what that extractor changes.
+- ``model``: the local model alone, asked each rule's question and taken at its calibrated word.
 
 For each: accuracy on clear cases, false-compliant rate on clear violations (the goal is 0),
 review rate, and accuracy on borderline cases, over every (case, rule) pair, and separately
@@ -21,9 +19,9 @@ Usage: ``python bench/compliance.py [--cases DIR] [--limit N]``.
 prose-only cases (``tests/compliance/prose``) sent as a description alone, and again with the
 facts each description states sent as structured facts too, per reader: ``cues`` (the exact
 phrases only), ``spacy`` (the parse-based prose reader, rule conditions decide, no model),
-``spacy_smollm2`` (the full pipeline with the local model's fact questions and cross-checks) and
-``spacy_smollm2_embeddings`` (plus the embedding extractor). Figures per split, and per rule on
-the held-out (``eval``) split; median and p90 of one assessment. ``--readers`` picks readers.
+and ``spacy_smollm2`` (the full pipeline with the local model's fact questions and
+cross-checks). Figures per split, and per rule on the held-out (``eval``) split; median and p90
+of one assessment. ``--readers`` picks readers.
 """
 
 from __future__ import annotations
@@ -42,7 +40,6 @@ from report import emit
 
 from govern.compliance import Assessor, Calibration, load_library
 from govern.compliance.cases import Case, default_cases_dir, default_prose_dir, load_cases
-from govern.compliance.embed_facts import open_embedding_facts
 from govern.compliance.inputs import AssessmentInput
 from govern.compliance.model.base import NoModel
 from govern.compliance.model.local import shared_local_model
@@ -143,9 +140,6 @@ def prose_bench(args: argparse.Namespace) -> None:
             (lambda: model) if uses_model else NoModel,
             calibration,
             prose=reader if name != "cues" else None,
-            embedding=open_embedding_facts(rules_dir, calibration)
-            if "embeddings" in name
-            else None,
         )
         mode: Mode = "full" if uses_model else "conditions"
         # The model's configurations are slow on this CPU: held-out split only.
@@ -191,7 +185,7 @@ def main() -> None:
     parser.add_argument("--cases", type=Path, default=None)
     parser.add_argument("--limit", type=int, default=0, help="only the first N cases")
     parser.add_argument("--prose", action="store_true", help="the prose benchmark (issue 16)")
-    parser.add_argument("--readers", default="cues,spacy,spacy_smollm2,spacy_smollm2_embeddings")
+    parser.add_argument("--readers", default="cues,spacy,spacy_smollm2")
     args = parser.parse_args()
     if args.prose:
         prose_bench(args)
@@ -219,19 +213,7 @@ def main() -> None:
         max_description_chars=settings.compliance_max_description_chars,
         max_questions=settings.compliance_max_model_questions,
     )
-
-    embedding = open_embedding_facts(rules_dir, calibration)
-    with_embeddings = Assessor(
-        library,
-        lambda: model,
-        calibration,
-        threshold=settings.compliance_confidence_threshold,
-        max_description_chars=settings.compliance_max_description_chars,
-        max_questions=settings.compliance_max_model_questions,
-        embedding=embedding,
-    )
     timings: list[float] = []
-    emb_timings: list[float] = []
     result: dict[str, Any] = {
         "bench": "compliance",
         "llm": model.name,  # not "model": that key holds the model-alone figures
@@ -240,12 +222,12 @@ def main() -> None:
         "cases": len(cases),
         "model_load_seconds": round(load_seconds, 2),
     }
-    for mode in ("pipeline", "pipeline_embeddings", "conditions", "model"):
+    for mode in ("pipeline", "conditions", "model"):
         rows = run_mode(
-            with_embeddings if mode == "pipeline_embeddings" else assessor,
+            assessor,
             cases,
-            "full" if mode.startswith("pipeline") else mode,  # type: ignore[arg-type]
-            {"pipeline": timings, "pipeline_embeddings": emb_timings}.get(mode),
+            "full" if mode == "pipeline" else mode,  # type: ignore[arg-type]
+            timings if mode == "pipeline" else None,
         )
         result[mode] = {
             "all": scores(rows),
@@ -274,15 +256,6 @@ def main() -> None:
         "cases_with_description": len(described),
         "goal_median": 2.0,
     }
-    if emb_timings:
-        result["pipeline_embeddings_latency_seconds"] = {
-            "median": round(statistics.median(emb_timings), 3),
-            "p90": round(sorted(emb_timings)[int(0.9 * (len(emb_timings) - 1))], 3),
-            "embedder": embedding.name() if embedding is not None else None,
-            "calibrated_questions": len(
-                calibration.models.get(embedding.name() if embedding else "", {})
-            ),
-        }
     result["load_average_1min"] = round(os.getloadavg()[0], 2)  # the CPU is shared
     emit("compliance", result)
 

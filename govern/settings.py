@@ -264,11 +264,6 @@ class Settings(BaseSettings):
         ge=0,
         description="Most fact questions the model is asked in one assessment (latency bound).",
     )
-    compliance_embedding_facts: bool = Field(
-        False,
-        description="Also read descriptions with the sentence-embedding fact extractor (when "
-        "the embedder can load); off: it did not improve held-out accuracy (docs/compliance.md).",
-    )
     compliance_prose_reader: bool = Field(
         True,
         description="Read descriptions with the parse-based prose reader (spaCy, loaded on first "

@@ -137,14 +137,12 @@ def calibrate(
     from govern.compliance import rules_dir
     from govern.compliance.calibrate import calibrate as run_calibration
     from govern.compliance.cases import default_cases_dir, load_cases
-    from govern.compliance.embed_facts import calibrate_embeddings, open_embedding_facts
 
     s = load_settings()
     # Calibration reads labelled cases and writes a file; it needs the assessor, not a gateway.
     assessor, holder = open_assessor(s)
     _wait_for_model(holder, model_timeout)
-    library = assessor.library
-    case_list = load_cases(cases or default_cases_dir(), library)
+    case_list = load_cases(cases or default_cases_dir(), assessor.library)
     target = output or s.compliance_calibration_file or rules_dir(s) / "calibration.json"
     with Progress(
         TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -159,25 +157,8 @@ def calibrate(
             progress=lambda i, n: bar.update(task, completed=i, total=n),
             score_cache=s.home / "compliance" / "calibration-scores.json",
         )
-    calibration = result.calibration
-    report = result.summary()
-    embedding = open_embedding_facts(rules_dir(s), calibration)
-    if embedding is not None:
-        # The embedding extractor is fitted on the same split, beside the model's entries.
-        try:
-            emb = calibrate_embeddings(
-                embedding,
-                case_list,
-                lambda c: [f for r in library.select(list(c.expect)) for f in r.facts],
-                previous=calibration,
-                max_chars=s.compliance_max_description_chars,
-            )
-            calibration = emb.calibration
-            report = {"model": report, "embeddings": emb.summary()}
-        except ModelUnavailable as exc:
-            err.print(f"embeddings not calibrated: {exc.message}", highlight=False)
-    calibration.save(target)
-    out.print_json(data=report)
+    result.calibration.save(target)
+    out.print_json(data=result.summary())
     err.print(f"wrote {target}", highlight=False)
 
 

@@ -71,11 +71,6 @@ def open_assessor(settings: Settings) -> tuple[Assessor, ModelHolder]:
         settings.compliance_calibration_file or directory / "calibration.json"
     )
     holder = ModelHolder(settings)
-    embedding = None
-    if settings.compliance_embedding_facts:
-        from govern.compliance.embed_facts import open_embedding_facts
-
-        embedding = open_embedding_facts(directory, calibration)
     prose = None
     if settings.compliance_prose_reader:
         from govern.compliance.prose import ProseReader, Trust
@@ -88,7 +83,6 @@ def open_assessor(settings: Settings) -> tuple[Assessor, ModelHolder]:
         threshold=settings.compliance_confidence_threshold,
         max_description_chars=settings.compliance_max_description_chars,
         max_questions=settings.compliance_max_model_questions,
-        embedding=embedding,
         prose=prose,
     )
     return assessor, holder

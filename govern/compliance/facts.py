@@ -33,7 +33,7 @@ __all__ = [
 
 # "prose": the prose reader (govern.compliance.prose); stated only for the facts its fitted
 # trust names, inferred otherwise.
-Source = Literal["request", "catalog", "text", "model", "embedding", "prose"]
+Source = Literal["request", "catalog", "text", "model", "prose"]
 STATED: frozenset[str] = frozenset({"request", "catalog", "text"})
 
 

@@ -23,8 +23,8 @@ the model away it is ``needs_review``: text in a description can only change wha
 question answers, and inferred facts never make anything compliant, so instructions hidden in
 it cannot either. Every verdict lists the ``readers`` that ran: ``rules`` (conditions over the
 stated facts and the description's exact phrases), ``model:<name>`` when the model answered,
-``model unavailable: <why>`` when it was asked and could not, ``prose`` when the prose reader
-(:mod:`govern.compliance.prose`) gave a fact the rule uses, ``embeddings`` when used.
+``model unavailable: <why>`` when it was asked and could not, and ``prose`` when the prose
+reader (:mod:`govern.compliance.prose`) gave a fact the rule uses.
 """
 
 from __future__ import annotations
@@ -53,7 +53,6 @@ from govern.compliance.rules import Rule, RuleLibrary
 from govern.errors import GovernError, ModelUnavailable
 
 if TYPE_CHECKING:
-    from govern.compliance.embed_facts import EmbeddingFacts
     from govern.compliance.prose import ProseReader
 
 __all__ = ["AssessmentInput", "Assessor", "Mode", "Verdict", "fact_prompt", "rule_prompt"]
@@ -104,10 +103,9 @@ class _Facts:
     conflicts: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     # Which readers of the description ran: per fact asked of the model, None when it
-    # answered or why it could not; the facts the embeddings read.
+    # answered or why it could not.
     model_name: str = ""
     model_asked: dict[str, str | None] = field(default_factory=dict)
-    embedded: set[str] = field(default_factory=set)
 
     def values(self, with_inferred: bool) -> dict[str, FactValue]:
         out = {k: f.value for k, f in self.stated.items()}
@@ -165,11 +163,9 @@ class Assessor:
         max_description_chars: int = 2000,
         max_questions: int = 6,
         cache_size: int = 4096,
-        embedding: EmbeddingFacts | None = None,
         prose: ProseReader | None = None,
     ) -> None:
         self.library = library
-        self.embedding = embedding  # a second, model-free reader of descriptions (optional)
         self.prose = prose  # the parse-based reader of descriptions (optional)
         self._model = model
         self.calibration = calibration
@@ -383,45 +379,6 @@ class Assessor:
             out.inferred[name] = fact
         return evidence, available
 
-    def embed_facts(self, out: _Facts, names: Sequence[str], text: str) -> list[tuple[str, str]]:
-        """The embedding extractor's answers, merged as *inferred* facts like the model's: a
-        value different from another source's leaves the fact in conflict (review)."""
-        ext = self.embedding
-        if ext is None:
-            return []
-        evidence: list[tuple[str, str]] = []
-        for name in names:
-            if name not in ext.exemplars:
-                continue
-            fitted = ext.fitted(name)
-            useful = [lb for lb, v in FACTS[name].labels.items() if v is not None]
-            if fitted is None or not any(fitted.can_reach(lb, self.threshold) for lb in useful):
-                why = "uncalibrated" if fitted is None else "its answers cannot reach the threshold"
-                evidence.append((name, f"embeddings not used for {name}: {why}"))
-                continue
-            ans = ext.answer(name, text)
-            out.embedded.add(name)
-            if ans.probs is None:
-                evidence.append((name, f"embeddings could not read '{name}': {ans.error}"))
-                continue
-            label, p = max(ans.probs.items(), key=lambda kv: kv[1])
-            value = FACTS[name].labels[label]
-            evidence.append((name, f"embeddings on {name}: {label!r} p={p:.2f}"))
-            if value is None or not ans.calibrated or p < self.threshold:
-                continue
-            fact = Fact(name, value, "embedding", p, f"embeddings read {label!r} (p={p:.2f})")
-            have = out.stated.get(name) or out.inferred.get(name)
-            if have is not None:
-                if have.value != value:
-                    out.inferred.pop(name, None)
-                    out.conflicts[name] = (
-                        f"embeddings read the description as {name} = {value!r}, but "
-                        f"{have.evidence}"
-                    )
-                continue
-            out.inferred[name] = fact
-        return evidence
-
     # -- verdicts ----------------------------------------------------------------------------
 
     def assess(
@@ -474,9 +431,6 @@ class Assessor:
                     f"{self.max_questions}): " + ", ".join(ranked[len(asked) :])
                 )
             model_evidence, model_read = self.infer_facts(facts, asked, text)
-            if self.embedding is not None:
-                # Cheap (one batch of sentence vectors), so it reads every open fact.
-                model_evidence += self.embed_facts(facts, ranked, text)
         elif mode == "full":
             model_read = True
 
@@ -514,8 +468,6 @@ class Assessor:
         readers = ["rules"]
         if any((f := facts.get(n)) is not None and f.source == "prose" for n in relevant):
             readers.append("prose")
-        if facts.embedded & relevant:
-            readers.append("embeddings")
         asked = [why for n, why in facts.model_asked.items() if n in relevant]
         if any(why is None for why in asked):
             readers.append(f"model:{facts.model_name}")
@@ -579,9 +531,7 @@ class Assessor:
                 inferred = sorted(n for n in used if n not in stated)
                 by_model = [n for n in inferred if (f := facts.get(n)) and f.source == "model"]
                 by_prose = [n for n in inferred if (f := facts.get(n)) and f.source == "prose"]
-                by_emb = [n for n in inferred if n not in by_model and n not in by_prose]
                 note = f"; inferred by the model: {', '.join(by_model)}" if by_model else ""
-                note += f"; inferred from embeddings: {', '.join(by_emb)}" if by_emb else ""
                 note += f"; read from the description: {', '.join(by_prose)}" if by_prose else ""
                 if any(n in facts.conflicts for n in used):
                     break

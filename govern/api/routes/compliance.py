@@ -45,7 +45,7 @@ class VerdictOut(BaseModel):
     evidence: list[str]
     applicable: bool | None
     facts_used: list[str]
-    # Which readers ran: "rules", "model:<name>", "model unavailable: <why>", "embeddings"
+    # Which readers ran: "rules", "prose", "model:<name>", "model unavailable: <why>"
     # (empty on assessments stored before verdicts named them).
     readers: list[str] = Field(default_factory=list)
     review: dict[str, Any] | None

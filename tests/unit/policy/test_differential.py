@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -403,8 +402,11 @@ def check(
         )
 
 
+# The always-on count; a policy-* profile (conftest.py) sets its own.
+ALWAYS_ON_EXAMPLES = 200
+POLICY_PROFILE = settings.get_current_profile_name().startswith("policy-")
 COMMON = settings(
-    max_examples=int(os.environ.get("GOVERN_DIFFERENTIAL_EXAMPLES", "200")),
+    max_examples=settings.default.max_examples if POLICY_PROFILE else ALWAYS_ON_EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

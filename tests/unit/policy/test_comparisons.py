@@ -151,6 +151,57 @@ def table() -> Iterator[tuple[duckdb.DuckDBPyConnection, list[tuple[int, dict[st
     con.close()
 
 
+ORDERING = ("<", "<=", ">", ">=")
+# The types of a constant the compiler pins Python's comparison semantics for.
+PLAIN = (str, int, float, type(None), dt.date, tuple, list, dict, set, frozenset)
+
+
+def utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def constant_refusal(kind: str, op: str, k: Any, column_left: bool) -> str | None:
+    """Why ``column <op> k`` (or ``k <op> column``) is refused, from docs/policies.md's list
+    of what cannot be compiled exactly; None where it must compile."""
+    if not isinstance(k, PLAIN):
+        return f"with a {type(k).__name__} value"
+    if kind == "bool":
+        # A BOOLEAN value is True or False: Python's answer for each is the filter.
+        return None
+    if op in ("is", "is not"):
+        return None if any(k is c for c in (None, True, False)) else "on a row column exactly"
+    if op in ("in", "not in"):
+        if isinstance(k, str):
+            return "substring tests" if kind == "str" else None
+        holds_nan = isinstance(k, list | tuple | set | frozenset | dict) and any(
+            isinstance(e, float) and math.isnan(e) for e in k
+        )
+        if column_left and holds_nan:
+            return "holding NaN"
+        return None
+    if op in ORDERING and kind == "str" and isinstance(k, str) and not utf8(k):
+        return "not valid Unicode text"
+    if op in ORDERING and kind == "float" and isinstance(k, int) and abs(k) > 2**1024:
+        return "integer too large to compare with a DOUBLE column"
+    return None
+
+
+def column_refusal(left: str, right: str, op: str) -> str | None:
+    """Why ``left_column <op> right_column`` is refused; None where it must compile."""
+    numeric = {"int", "float", "bool"}
+    if left != right and {left, right} <= numeric:
+        return "cannot be compiled exactly"
+    if op in ("is", "is not"):
+        return "between row columns"
+    if op in ("in", "not in") and left == right == "str":
+        return "substring tests between row columns"
+    return None
+
+
 class Checker:
     """Compiles rules, selects with all their filters in one query, and compares each row's
     verdict with enforce's (rows that differ only in columns a rule does not read are checked
@@ -163,8 +214,13 @@ class Checker:
         self._rows = rows
         self.cases: list[tuple[str, Mapping[str, Any], Sequence[str], rf.RowFilter]] = []
         self.refused = 0
+        self.wrong_refusals: list[str] = []
 
-    def add(self, rule: str, subject: Mapping[str, Any], reads: Sequence[str]) -> None:
+    def add(
+        self, rule: str, subject: Mapping[str, Any], reads: Sequence[str], refusal: str | None
+    ) -> None:
+        """Check ``rule`` later; ``refusal``: a piece of the reason it must be refused with, or
+        None where it must compile (a refusal is a safe deny, but a wrong one is a bug)."""
         try:
             row_filter = compile_row_filter(
                 load_model(MODEL),
@@ -175,12 +231,17 @@ class Checker:
                 dataset="ds",
                 columns=COLUMNS,
             )
-        except PolicyCompileError:
+        except PolicyCompileError as exc:
             self.refused += 1
+            if refusal is None or refusal not in str(exc):
+                self.wrong_refusals.append(f"{rule} with {subject!r}: refused ({exc})")
             return
+        if refusal is not None:
+            self.wrong_refusals.append(f"{rule} with {subject!r}: compiled, expected {refusal!r}")
         self.cases.append((rule, subject, reads, row_filter))
 
     def disagreements(self) -> list[str]:
+        """Rows where SQL and enforce differ, and rules refused when they should not be."""
         parts, params = [], []
         for _, _, _, row_filter in self.cases:
             sql, values = rf.to_sql(row_filter)
@@ -189,7 +250,7 @@ class Checker:
         # Each rendered filter is TRUE on the selected rows and FALSE (never NULL) elsewhere.
         query = f"SELECT rowid, {', '.join(parts)} FROM t"
         verdicts = {r[0]: r[1:] for r in self._con.execute(query, params).fetchall()}
-        out = []
+        out = list(self.wrong_refusals)
         for index, (rule, subject, reads, _) in enumerate(self.cases):
             enforcer = build_enforcer(MODEL, [["p", rule]])
             seen: set[tuple[Any, ...]] = set()
@@ -219,8 +280,12 @@ def test_column_against_every_constant_kind_matches_enforcer(
     column = f"{column_kind}1"
     for constants in CONSTANTS.values():
         for k, op in itertools.product(constants, OPERATORS):
-            for rule in (f"r.obj.{column} {op} r.sub.k", f"r.sub.k {op} r.obj.{column}"):
-                checker.add(rule, {"k": k}, [column])
+            for rule, column_left in (
+                (f"r.obj.{column} {op} r.sub.k", True),
+                (f"r.sub.k {op} r.obj.{column}", False),
+            ):
+                refusal = constant_refusal(column_kind, op, k, column_left)
+                checker.add(rule, {"k": k}, [column], refusal)
     failures = checker.disagreements()
     assert not failures, "\n".join(failures[:20])
     # Refusals (a substring test, 'is' against a non-singleton, a huge int against a DOUBLE, a
@@ -236,10 +301,11 @@ def test_column_against_every_column_kind_matches_enforcer(
     for right_kind, op in itertools.product(sorted(KINDS), OPERATORS):
         left = f"{left_kind}1"
         right = f"{right_kind}2" if right_kind == left_kind else f"{right_kind}1"
-        checker.add(f"r.obj.{left} {op} r.obj.{right}", {}, [left, right])
+        refusal = column_refusal(left_kind, right_kind, op)
+        checker.add(f"r.obj.{left} {op} r.obj.{right}", {}, [left, right], refusal)
         if right_kind == left_kind:
             # The same column on both sides: NaN == NaN is False.
-            checker.add(f"r.obj.{left} {op} r.obj.{left}", {}, [left])
+            checker.add(f"r.obj.{left} {op} r.obj.{left}", {}, [left], refusal)
     failures = checker.disagreements()
     assert not failures, "\n".join(failures[:20])
 
@@ -259,7 +325,11 @@ def test_column_truth_value_matches_enforcer(
         f"({column} if r.sub.k else False) == True",
         f"{column}",
     ]
+    # A matcher that can hand back the column's own value is refused unless enforce accepts
+    # that value as a result (bool, or float read as != 0).
+    returns_value = None if column_kind in ("bool", "float") else "the matcher can return"
     for rule in rules:
-        checker.add(rule, {"k": 1}, [f"{column_kind}1"])
+        refusal = returns_value if rule in (column, f"{column} && True") else None
+        checker.add(rule, {"k": 1}, [f"{column_kind}1"], refusal)
     failures = checker.disagreements()
     assert not failures, "\n".join(failures[:20])

@@ -164,41 +164,49 @@ def utf8(text: str) -> bool:
     return True
 
 
+IDENTITY = {"is": "Is", "is not": "IsNot"}
+
+
 def constant_refusal(kind: str, op: str, k: Any, column_left: bool) -> str | None:
-    """Why ``column <op> k`` (or ``k <op> column``) is refused, from docs/policies.md's list
-    of what cannot be compiled exactly; None where it must compile."""
+    """The reason ``column <op> k`` (or ``k <op> column``) is refused, from docs/policies.md's
+    list of what cannot be compiled exactly; None where it must compile."""
     if not isinstance(k, PLAIN):
-        return f"with a {type(k).__name__} value"
+        return f"cannot compile a comparison with a {type(k).__name__} value"
     if kind == "bool":
         # A BOOLEAN value is True or False: Python's answer for each is the filter.
         return None
-    if op in ("is", "is not"):
-        return None if any(k is c for c in (None, True, False)) else "on a row column exactly"
+    if op in IDENTITY:
+        if any(k is c for c in (None, True, False)):
+            return None
+        return f"cannot compile '{IDENTITY[op]}' on a row column exactly"
     if op in ("in", "not in"):
         if isinstance(k, str):
-            return "substring tests" if kind == "str" else None
+            return "substring tests on a row column are not supported" if kind == "str" else None
         holds_nan = isinstance(k, list | tuple | set | frozenset | dict) and any(
             isinstance(e, float) and math.isnan(e) for e in k
         )
         if column_left and holds_nan:
-            return "holding NaN"
+            return "'in' over a collection holding NaN is not supported"
         return None
     if op in ORDERING and kind == "str" and isinstance(k, str) and not utf8(k):
-        return "not valid Unicode text"
+        return "ordering against a string that is not valid Unicode text"
     if op in ORDERING and kind == "float" and isinstance(k, int) and abs(k) > 2**1024:
         return "integer too large to compare with a DOUBLE column"
     return None
 
 
 def column_refusal(left: str, right: str, op: str) -> str | None:
-    """Why ``left_column <op> right_column`` is refused; None where it must compile."""
+    """The reason ``left1 <op> right2`` (columns of those kinds) is refused, or None."""
     numeric = {"int", "float", "bool"}
     if left != right and {left, right} <= numeric:
-        return "cannot be compiled exactly"
-    if op in ("is", "is not"):
-        return "between row columns"
+        return (
+            f"comparing {left} column '{left}1' with {right} column '{right}1' cannot be "
+            "compiled exactly"
+        )
+    if op in IDENTITY:
+        return f"cannot compile '{IDENTITY[op]}' between row columns"
     if op in ("in", "not in") and left == right == "str":
-        return "substring tests between row columns"
+        return "substring tests between row columns are not supported"
     return None
 
 
@@ -219,8 +227,8 @@ class Checker:
     def add(
         self, rule: str, subject: Mapping[str, Any], reads: Sequence[str], refusal: str | None
     ) -> None:
-        """Check ``rule`` later; ``refusal``: a piece of the reason it must be refused with, or
-        None where it must compile (a refusal is a safe deny, but a wrong one is a bug)."""
+        """Check ``rule`` later; ``refusal``: the reason it must be refused with, or None where
+        it must compile (a refusal is a safe deny, but a wrong one is a bug)."""
         try:
             row_filter = compile_row_filter(
                 load_model(MODEL),
@@ -233,7 +241,7 @@ class Checker:
             )
         except PolicyCompileError as exc:
             self.refused += 1
-            if refusal is None or refusal not in str(exc):
+            if str(exc) != refusal:
                 self.wrong_refusals.append(f"{rule} with {subject!r}: refused ({exc})")
             return
         if refusal is not None:
@@ -327,7 +335,12 @@ def test_column_truth_value_matches_enforcer(
     ]
     # A matcher that can hand back the column's own value is refused unless enforce accepts
     # that value as a result (bool, or float read as != 0).
-    returns_value = None if column_kind in ("bool", "float") else "the matcher can return"
+    returns_value = (
+        None
+        if column_kind in ("bool", "float")
+        else f"the matcher can return the value of {column_kind} column '{column_kind}1', which "
+        "is not a boolean (Casbin raises on it); compare the column instead"
+    )
     for rule in rules:
         refusal = returns_value if rule in (column, f"{column} && True") else None
         checker.add(rule, {"k": 1}, [f"{column_kind}1"], refusal)

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, settings
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large]
 
 settings.register_profile(
-    "policy-long", max_examples=6000, deadline=None, suppress_health_check=_QUIET
+    "policy-long", max_examples=2000, deadline=None, suppress_health_check=_QUIET
 )
 settings.register_profile(
     "policy-mutation",

@@ -19,6 +19,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from casbin.util import key_match
 
 from govern.errors import PolicyCompileError
 from govern.plan import rowfilter as rf
@@ -114,6 +115,8 @@ CONSTANTS: dict[str, list[Any]] = {
         range(3),
         b"ab",
     ],
+    # What a rule gets by naming one of Casbin's functions without calling it.
+    "function": [key_match],
 }
 OPERATORS = ["==", "!=", "<", "<=", ">", ">=", "in", "not in", "is", "is not"]
 
@@ -170,7 +173,7 @@ IDENTITY = {"is": "Is", "is not": "IsNot"}
 def constant_refusal(kind: str, op: str, k: Any, column_left: bool) -> str | None:
     """The reason ``column <op> k`` (or ``k <op> column``) is refused, from docs/policies.md's
     list of what cannot be compiled exactly; None where it must compile."""
-    if not isinstance(k, PLAIN):
+    if not isinstance(k, PLAIN) and not callable(k):
         return f"cannot compile a comparison with a {type(k).__name__} value"
     if kind == "bool":
         # A BOOLEAN value is True or False: Python's answer for each is the filter.

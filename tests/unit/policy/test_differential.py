@@ -218,7 +218,7 @@ def constant_for(draw: st.DrawFn, col: str) -> str:
 @st.composite
 def column_atom(draw: st.DrawFn) -> str:
     col = draw(COLUMN)
-    kind = draw(st.integers(0, 15))
+    kind = draw(st.integers(0, 19))
     op = draw(COMPARE)
     if kind <= 2:
         return f"r.obj.{col} {op} {constant_for(draw, col)}"
@@ -249,9 +249,9 @@ def column_atom(draw: st.DrawFn) -> str:
         return f"r.obj.b {draw(st.sampled_from(['is', 'is not']))} {draw(st.booleans())}"
     if kind == 12:
         return draw(st.sampled_from(["r.obj.nope == 1", "r.obj.dataset == 'ds'"]))
-    if kind == 14:
+    if 14 <= kind <= 16:
         return f"r.obj.{col} {draw(ANY_OPERATOR)} r.sub.k"
-    if kind == 15:
+    if kind >= 17:
         return f"r.sub.k {draw(ANY_OPERATOR)} r.obj.{col}"
     rhs = draw(st.sampled_from(["True", "False", "1"]))
     return f"(r.obj.{col} == {constant_for(draw, col)}) == {rhs}"

@@ -349,3 +349,17 @@ def test_column_truth_value_matches_enforcer(
         checker.add(rule, {"k": 1}, [f"{column_kind}1"], refusal)
     failures = checker.disagreements()
     assert not failures, "\n".join(failures[:20])
+
+
+def test_an_in_list_holds_each_equal_value_once() -> None:
+    """1, 1.0 and True are one value for an integer column: one SQL value, not three."""
+    row_filter = compile_row_filter(
+        load_model(MODEL),
+        [["p", "r.obj.int1 in (1, 1.0, True, 2, 2)"]],
+        subject={},
+        act="read",
+        purpose="training",
+        dataset="ds",
+        columns=COLUMNS,
+    )
+    assert row_filter == rf.InList(rf.Column("int1"), (1, 2))

@@ -253,8 +253,23 @@ def column_atom(draw: st.DrawFn) -> str:
         return f"r.obj.{col} {draw(ANY_OPERATOR)} r.sub.k"
     if kind >= 17:
         return f"r.sub.k {draw(ANY_OPERATOR)} r.obj.{col}"
-    rhs = draw(st.sampled_from(["True", "False", "1"]))
-    return f"(r.obj.{col} == {constant_for(draw, col)}) == {rhs}"
+    # Comparisons whose operands are themselves row-dependent: a comparison's bool, a
+    # conditional value, or a value that raises, on either side.
+    test = f"(r.obj.{col} {draw(COMPARE)} {constant_for(draw, col)})"
+    other = draw(COLUMN)
+    shape = draw(st.integers(0, 4))
+    if shape == 0:
+        rhs = draw(st.sampled_from(["True", "False", "1"]))
+        return f"{test} {op} {rhs}" if draw(st.booleans()) else f"{rhs} {op} {test}"
+    if shape == 1:
+        return f"{test} {op} (r.obj.{other} {draw(COMPARE)} {constant_for(draw, other)})"
+    if shape == 2:
+        cond = f"(r.obj.{col} if {test} else {constant_for(draw, col)})"
+        k = constant_for(draw, col)
+        return f"{cond} {op} {k}" if draw(st.booleans()) else f"{k} {op} {cond}"
+    if shape == 3:
+        return f"r.sub.missing {op} r.obj.{col}"
+    return f"r.obj.{col} {op} r.sub.missing"
 
 
 SUBJECT_ATOM = st.sampled_from(

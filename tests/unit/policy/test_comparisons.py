@@ -363,3 +363,18 @@ def test_an_in_list_holds_each_equal_value_once() -> None:
         columns=COLUMNS,
     )
     assert row_filter == rf.InList(rf.Column("int1"), (1, 2))
+
+
+def test_a_comparison_that_is_null_on_null_needs_no_null_guard() -> None:
+    """``None < 5`` raises and SQL's ``NULL < 5`` is NULL: the comparison alone is exact, with
+    no CASE around it for the NULL row (the SQL stays as small as the rule)."""
+    row_filter = compile_row_filter(
+        load_model(MODEL),
+        [["p", "r.obj.int1 < 5 and r.obj.str1 >= 'a'"]],
+        subject={},
+        act="read",
+        purpose="training",
+        dataset="ds",
+        columns=COLUMNS,
+    )
+    assert rf.to_readable_sql(row_filter) == """((("int1" < 5) AND ("str1" >= 'a')) IS TRUE)"""

@@ -370,11 +370,14 @@ def test_a_comparison_that_is_null_on_null_needs_no_null_guard() -> None:
     no CASE around it for the NULL row (the SQL stays as small as the rule)."""
     row_filter = compile_row_filter(
         load_model(MODEL),
-        [["p", "r.obj.int1 < 5 and r.obj.str1 >= 'a'"]],
+        [["p", "r.obj.int1 < 5 and r.obj.str1 >= 'a' and r.obj.float1 > 2.5"]],
         subject={},
         act="read",
         purpose="training",
         dataset="ds",
         columns=COLUMNS,
     )
-    assert rf.to_readable_sql(row_filter) == """((("int1" < 5) AND ("str1" >= 'a')) IS TRUE)"""
+    assert rf.to_readable_sql(row_filter) == (
+        """((("int1" < 5) AND ("str1" >= 'a') AND ("float1" > CAST('2.5' AS DOUBLE)) """
+        """AND (NOT isnan("float1"))) IS TRUE)"""
+    )

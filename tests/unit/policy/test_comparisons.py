@@ -334,6 +334,8 @@ def test_column_truth_value_matches_enforcer(
         f"False || {column} == {column}",
         f"(True if {column} else False)",
         f"({column} if r.sub.k else False) == True",
+        # A row-free condition that is false: only the else branch may count.
+        f"({column} == {column} if not r.sub.k else True)",
         f"{column}",
     ]
     # A matcher that can hand back the column's own value is refused unless enforce accepts

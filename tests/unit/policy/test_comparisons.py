@@ -336,6 +336,9 @@ def test_column_truth_value_matches_enforcer(
         f"({column} if r.sub.k else False) == True",
         # A row-free condition that is false: only the else branch may count.
         f"({column} == {column} if not r.sub.k else True)",
+        # Chains whose first link is row-free: true goes on to the column, false ends it.
+        f"0 < r.sub.k != {column}",
+        f"2 < r.sub.k != {column}",
         f"{column}",
     ]
     # A matcher that can hand back the column's own value is refused unless enforce accepts

@@ -13,7 +13,7 @@ ANCHOR_ARTIFACT := govern/ledger/anchor/build/Anchor.json
 CONSOLE_VENDOR := govern/console/static/vendor
 CONSOLE_ASSETS := $(CONSOLE_VENDOR)/htmx.min.js $(CONSOLE_VENDOR)/uPlot.iife.min.js $(CONSOLE_VENDOR)/uPlot.min.css
 
-.PHONY: install system-deps contracts console-assets run test lint typecheck pytest bench clean docker
+.PHONY: install system-deps contracts console-assets run test lint typecheck pytest bench mutation clean docker
 
 $(STAMP): pyproject.toml connectors/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +86,15 @@ bench: install
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/llm.py
+	# The row-filter compiler's differential test, long profile (thousands of policy sets each).
+	$(BIN)/python -m pytest tests/unit/policy/test_differential.py -q --hypothesis-profile=policy-long
+
+# Mutation testing of the row-filter compiler against the policy tests (docs/policies.md): all
+# mutants by default (hours on 2 cores), or MUTANTS='govern.policy.compiler.x__int_order*' ...
+MUTANTS ?=
+mutation: install
+	nice -n 10 $(BIN)/mutmut run --max-children $$(nproc) $(MUTANTS)
+	$(BIN)/mutmut results
 
 docker:
 	docker build -t govern:dev .

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -139,9 +138,25 @@ ROW = st.fixed_dictionaries(
     }
 )
 
+# Subject attribute values of every kind a comparison with a column can meet (r.sub.k): what a
+# rule's literal cannot spell (dates, NaN, huge ints, non-UTF-8 text) included.
+CONSTANT_VALUES = st.one_of(
+    INTS,
+    FLOATS,
+    st.sampled_from([2**63, -(2**63) - 1, 10**400, 2.0**63, -(2.0**64), 1e300, -0.5, 2.5]),
+    TEXT,
+    st.sampled_from(["\ud800", True, False, None]),
+    DATES,
+    STAMPS,
+    st.sampled_from([dt.datetime(2020, 1, 1, tzinfo=dt.UTC), dt.date(2020, 1, 1)]),
+    st.lists(st.one_of(INTS, FLOATS.filter(lambda f: not math.isnan(f)), TEXT, DATES), max_size=3),
+    st.sampled_from([(), {"a": 1}, frozenset({0, "b"}), range(2), [math.nan]]),
+)
+
 SUBJECT = st.fixed_dictionaries(
     {
         "id": st.sampled_from(["u1", "u2"]),
+        "k": CONSTANT_VALUES,
         "role": st.sampled_from(["analyst", "admin", "guest"]),
         "level": usually(st.integers(-3, 3), st.sampled_from([True, 2.5, 2**53 + 1])),
         "score": FLOATS,
@@ -150,7 +165,7 @@ SUBJECT = st.fixed_dictionaries(
     }
 ).flatmap(
     # Now and then a principal lacks an attribute a rule reads: enforce raises.
-    lambda sub: st.sets(st.sampled_from(["level", "score", "region"]), max_size=1).map(
+    lambda sub: st.sets(st.sampled_from(["level", "score", "region", "k"]), max_size=1).map(
         lambda drop: {k: v for k, v in sub.items() if k not in drop}
     )
 )
@@ -189,6 +204,8 @@ TYPED_ATTR = {
     "ts": ["level"],
 }
 COMPARE = st.sampled_from(["==", "!=", "<", "<=", ">", ">="])
+# Every operator the compiler has a path for.
+ANY_OPERATOR = st.sampled_from(["==", "!=", "<", "<=", ">", ">=", "in", "not in", "is", "is not"])
 COLUMN = st.sampled_from(sorted(COLUMNS))
 COLUMN_PAIRS = [("s", "t"), ("i", "j"), ("d", "d"), ("b", "b"), ("day", "day"), ("s", "i")]
 COLUMN_PAIRS += [("ts", "ts"), ("day", "ts"), ("s", "s"), ("i", "i"), ("t", "d"), ("j", "j")]
@@ -201,7 +218,7 @@ def constant_for(draw: st.DrawFn, col: str) -> str:
 @st.composite
 def column_atom(draw: st.DrawFn) -> str:
     col = draw(COLUMN)
-    kind = draw(st.integers(0, 13))
+    kind = draw(st.integers(0, 19))
     op = draw(COMPARE)
     if kind <= 2:
         return f"r.obj.{col} {op} {constant_for(draw, col)}"
@@ -232,8 +249,27 @@ def column_atom(draw: st.DrawFn) -> str:
         return f"r.obj.b {draw(st.sampled_from(['is', 'is not']))} {draw(st.booleans())}"
     if kind == 12:
         return draw(st.sampled_from(["r.obj.nope == 1", "r.obj.dataset == 'ds'"]))
-    rhs = draw(st.sampled_from(["True", "False", "1"]))
-    return f"(r.obj.{col} == {constant_for(draw, col)}) == {rhs}"
+    if 14 <= kind <= 16:
+        return f"r.obj.{col} {draw(ANY_OPERATOR)} r.sub.k"
+    if kind >= 17:
+        return f"r.sub.k {draw(ANY_OPERATOR)} r.obj.{col}"
+    # Comparisons whose operands are themselves row-dependent: a comparison's bool, a
+    # conditional value, or a value that raises, on either side.
+    test = f"(r.obj.{col} {draw(COMPARE)} {constant_for(draw, col)})"
+    other = draw(COLUMN)
+    shape = draw(st.integers(0, 4))
+    if shape == 0:
+        rhs = draw(st.sampled_from(["True", "False", "1"]))
+        return f"{test} {op} {rhs}" if draw(st.booleans()) else f"{rhs} {op} {test}"
+    if shape == 1:
+        return f"{test} {op} (r.obj.{other} {draw(COMPARE)} {constant_for(draw, other)})"
+    if shape == 2:
+        cond = f"(r.obj.{col} if {test} else {constant_for(draw, col)})"
+        k = constant_for(draw, col)
+        return f"{cond} {op} {k}" if draw(st.booleans()) else f"{k} {op} {cond}"
+    if shape == 3:
+        return f"r.sub.missing {op} r.obj.{col}"
+    return f"r.obj.{col} {op} r.sub.missing"
 
 
 SUBJECT_ATOM = st.sampled_from(
@@ -403,8 +439,11 @@ def check(
         )
 
 
+# The always-on count; a policy-* profile (conftest.py) sets its own.
+ALWAYS_ON_EXAMPLES = 200
+POLICY_PROFILE = settings.get_current_profile_name().startswith("policy-")
 COMMON = settings(
-    max_examples=int(os.environ.get("GOVERN_DIFFERENTIAL_EXAMPLES", "200")),
+    max_examples=settings.default.max_examples if POLICY_PROFILE else ALWAYS_ON_EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -444,6 +483,41 @@ def test_matcher_without_eval_matches_enforcer(
     con: duckdb.DuckDBPyConnection, effect: str, rules: list[list[str]], request: dict[str, Any]
 ) -> None:
     check(con, PLAIN_MODEL.format(effect=EFFECTS[effect]), rules, request)
+
+
+# Only the rules' row conditions, under each effect: nearly every policy set compiles to a
+# filter that reads the row, so each example exercises the comparison code (the models above
+# often deny outright, on the dataset, action, purpose or subject).
+ROW_ONLY_MODEL = """
+[request_definition]
+r = sub, obj, act, purpose
+
+[policy_definition]
+p = obj_rule, eft
+
+[policy_effect]
+e = {effect}
+
+[matchers]
+m = eval(p.obj_rule)
+"""
+ROW_ONLY = settings(COMMON, max_examples=settings.default.max_examples if POLICY_PROFILE else 100)
+
+
+@ROW_ONLY
+@given(
+    effect=st.sampled_from(sorted(EFFECTS)),
+    rules=st.lists(
+        st.tuples(OBJ_RULE, usually(st.just("allow"), st.just("deny"))).map(lambda t: ["p", *t]),
+        min_size=1,
+        max_size=3,
+    ),
+    request=REQUEST,
+)
+def test_row_conditions_match_enforcer(
+    con: duckdb.DuckDBPyConnection, effect: str, rules: list[list[str]], request: dict[str, Any]
+) -> None:
+    check(con, ROW_ONLY_MODEL.format(effect=EFFECTS[effect]), rules, request)
 
 
 def test_report_counts(capsys: pytest.CaptureFixture[str]) -> None:

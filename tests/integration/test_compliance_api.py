@@ -303,11 +303,14 @@ def test_facts_from_the_data_settle_scope_and_personal_data(
     import duckdb
 
     info = demo.queries.dataset("chat_logs")
-    countries = [c for (c,) in duckdb.execute(
-        "SELECT DISTINCT country FROM read_parquet(?)", [str(info.path)]).fetchall()]  # fmt: skip
-    subjects = duckdb.execute(
-        "SELECT count(DISTINCT user_id) FROM read_parquet(?)", [str(info.path)]
-    ).fetchone()
+    # A connection of its own: a result left unfetched on duckdb's default connection would
+    # break every later test that uses it.
+    with duckdb.connect() as con:
+        rows = con.execute("SELECT DISTINCT country FROM read_parquet(?)", [str(info.path)])
+        countries = [c for (c,) in rows.fetchall()]
+        subjects = con.execute(
+            "SELECT count(DISTINCT user_id) FROM read_parquet(?)", [str(info.path)]
+        ).fetchone()
     assert {"DE", "FR", "NL"} & set(countries) and subjects is not None
     body = assess(client, officer(demo), dataset="chat_logs", purpose="training",
                   rules=["gdpr-art6-lawful-basis"], facts={"legal_basis": "contract"})  # fmt: skip

@@ -943,11 +943,13 @@ def test_planted_html_and_script_show_as_text_and_never_run(
     assert not denied.allowed
     with pytest.raises(Exception, match="run ids are"):
         g.reads.open(trainer, ReadRequest("chat_logs", "training", run_id=XSS))
+    # Stated facts settle purpose limitation (the purpose is the purpose of collection); the
+    # lawful basis of legitimate interests needs a person, so the assessment waits for review.
     assessed = g.commands.assess(
         "chat_logs",
         XSS,
-        ["gdpr-art5-purpose-limitation"],
-        {"collection_purpose": XSS, "description": XSS},
+        ["gdpr-art5-purpose-limitation", "gdpr-art6-lawful-basis"],
+        {"collection_purpose": XSS, "legal_basis": "legitimate_interests", "description": XSS},
         "demo-compliance",
     )
     evidence = " ".join(e for v in assessed.verdicts for e in v["evidence"])

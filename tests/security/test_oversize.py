@@ -134,13 +134,16 @@ def test_multipart_bombs_are_bad_requests(capped: tuple[Scene, str]) -> None:
             response = client.post("/v1/datasets", content=body, headers=headers)
             assert refusal(response, 400)["error"] == "bad_request"
             assert "at most" in response.json()["message"]
-        # Deep nesting inside the body cap: a parse error, not a crash.
+        # Deep nesting inside the body cap: refused, not a crash. Whether the JSON parser
+        # gives up (400) or parses it and the schema refuses it (422) depends on the
+        # interpreter's recursion limit, which libraries loaded earlier in a process may raise.
         response = client.post(
             "/v1/decisions",
             content=b"[" * 4000 + b"]" * 4000,
             headers=scene.headers("trainer") | {"content-type": "application/json"},
         )
-        assert refusal(response, 400)["error"] == "bad_request"
+        status = 400 if response.status_code == 400 else 422
+        assert refusal(response, status)["error"] == ("bad_request" if status == 400 else "invalid")
     assert _leftovers(scene) == []
 
 

@@ -3,35 +3,20 @@ every test in tests/security must be named there, so the threat model cannot dri
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-REFERENCE = re.compile(r"`(tests/[\w/]+\.py)::(test_\w+)`")
-
-
-def _tests_in(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    return {
-        node.name
-        for node in tree.body
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
-        and node.name.startswith("test_")
-    }
+from tests.doc_references import REFERENCE, ROOT, assert_exist, defined_tests, references
 
 
 def _references() -> list[tuple[str, str]]:
-    return REFERENCE.findall((ROOT / "docs" / "security.md").read_text())
+    return references((ROOT / "docs" / "security.md").read_text())
 
 
 def test_every_test_the_threat_model_names_exists() -> None:
     refs = _references()
     assert refs
-    for file, name in refs:
-        path = ROOT / file
-        assert path.is_file(), file
-        assert name in _tests_in(path), f"{file}::{name}"
+    assert_exist(refs)
 
 
 def test_every_security_test_is_named_in_the_threat_model() -> None:
@@ -41,7 +26,7 @@ def test_every_security_test_is_named_in_the_threat_model() -> None:
         if path == here:
             continue
         file = path.relative_to(ROOT).as_posix()
-        for name in sorted(_tests_in(path)):
+        for name in sorted(defined_tests(path)):
             assert (file, name) in named, f"{file}::{name} is not in docs/security.md"
 
 

@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-import ast
 import re
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-REFERENCE = re.compile(r"`(tests/[\w/]+\.py)::(test_\w+)`")
-
-
-def _tests_in(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    return {
-        node.name
-        for node in tree.body
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
-        and node.name.startswith("test_")
-    }
+from tests.doc_references import ROOT, assert_exist, references
 
 
 def test_every_invariant_names_tests_that_exist() -> None:
@@ -25,9 +12,12 @@ def test_every_invariant_names_tests_that_exist() -> None:
     sections = re.split(r"^## ", text, flags=re.M)[1:]
     assert [s.split(".", 1)[0] for s in sections] == [str(n) for n in range(1, 10)]
     for section in sections:
-        refs = REFERENCE.findall(section)
+        refs = references(section)
         assert refs, f"invariant {section.split('.', 1)[0]} names no test"
-        for file, name in refs:
-            path = ROOT / file
-            assert path.is_file(), file
-            assert name in _tests_in(path), f"{file}::{name}"
+        assert_exist(refs)
+
+
+def test_every_test_the_fault_catalogue_names_exists() -> None:
+    refs = references((ROOT / "docs" / "faults.md").read_text())
+    assert refs
+    assert_exist(refs)

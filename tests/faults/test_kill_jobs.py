@@ -11,7 +11,7 @@ from govern.jobs import JobSpec
 from govern.settings import load_settings
 from tests.conftest import TEST_ACTOR, wait_for
 from tests.faults.conftest import prepare
-from tests.unit.jobs.conftest import add_request
+from tests.unit.jobs.conftest import add_request, gated_job
 
 
 def test_sigkill_while_a_job_runs_resumes_it_once_after_restart(tmp_path: Path) -> None:
@@ -24,13 +24,7 @@ def test_sigkill_while_a_job_runs_resumes_it_once_after_restart(tmp_path: Path) 
     )
     gateway = Gateway.open(settings)
     log, gate = tmp_path / "job.log", tmp_path / "go"
-    code = (
-        "import pathlib, time\n"
-        f"log = pathlib.Path({str(log)!r})\n"
-        "with log.open('a') as f: f.write('start\\n')\n"
-        f"while not pathlib.Path({str(gate)!r}).exists(): time.sleep(0.05)\n"
-        "with log.open('a') as f: f.write('done\\n')\n"
-    )
+    code = gated_job(log, gate)
     try:
         gateway.commands.put_principal("trainer-1", ["trainer"], {}, TEST_ACTOR)
         rid = add_request(gateway, "subject-killed")

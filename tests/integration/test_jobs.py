@@ -25,7 +25,7 @@ from govern.store.migrate import upgrade
 from govern.unlearning.recipes import RecipeBody, RecipeDatasetBody
 from tests.conftest import TEST_ACTOR, auth, free_port, wait_for
 from tests.unit.flight.serving import load_small_demo
-from tests.unit.jobs.conftest import add_request
+from tests.unit.jobs.conftest import add_request, gated_job
 
 Factory = Callable[..., Gateway]
 FAST = {"jobs_poll_seconds": 0.1, "jobs_retry_seconds": 0.1}
@@ -164,13 +164,7 @@ def test_a_job_survives_a_gateway_restart_and_runs_exactly_once(
     rid = add_request(first, "subject-restart")
     log = tmp_path / "job.log"
     gate = tmp_path / "go"
-    code = (
-        "import pathlib, time\n"
-        f"log = pathlib.Path({str(log)!r})\n"
-        "with log.open('a') as f: f.write('start\\n')\n"
-        f"while not pathlib.Path({str(gate)!r}).exists(): time.sleep(0.05)\n"
-        "with log.open('a') as f: f.write('done\\n')\n"
-    )
+    code = gated_job(log, gate)
     spec = JobSpec(
         kind="unlearn", run_id="run-r", principal_id="trainer-1", argv=("python", "-c", code)
     )

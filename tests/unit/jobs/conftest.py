@@ -37,6 +37,18 @@ def make_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
         gateway.close()
 
 
+def gated_job(log: Path, gate: Path) -> str:
+    """Python for a job that writes 'start' to ``log``, waits until ``gate`` exists, then
+    writes 'done': a job a test can hold running and then let finish."""
+    return (
+        "import pathlib, time\n"
+        f"log = pathlib.Path({str(log)!r})\n"
+        "with log.open('a') as f: f.write('start\\n')\n"
+        f"while not pathlib.Path({str(gate)!r}).exists(): time.sleep(0.05)\n"
+        "with log.open('a') as f: f.write('done\\n')\n"
+    )
+
+
 def add_request(gateway: Gateway, subject: str = "subject-1", rows: int = 3) -> str:
     """An erasure request row for ``subject``, as ``ErasureService.request`` stores one with
     rows excluded, before its jobs are planned; returns its id. Planted on the raw store: these

@@ -6,15 +6,14 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from govern.ledger.anchor.keys import create_chain_key
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 from tests.faults.conftest import ALLOWED, GovernServer, prepare
 
 GANACHE = Path(__file__).resolve().parents[2] / "node_modules" / ".bin" / "ganache"
@@ -39,7 +38,7 @@ class Node:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        _until(self._answers, "ganache answering", 60)
+        wait_for(self._answers, 60, "ganache answering")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -52,13 +51,6 @@ class Node:
             return httpx.post(self.url, json=body, timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
-
-
-def _until(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"no {what} in {timeout} s"
-        time.sleep(0.05)
 
 
 def _metrics(server: GovernServer) -> dict[str, float]:
@@ -106,11 +98,13 @@ def test_decisions_flow_while_the_chain_is_down_and_anchoring_catches_up(
             assert r.status_code == 200 and r.json()["decision"] == "allow", r.text
 
     decide(10)
-    _until(lambda: _metrics(server).get("govern_ledger_anchors_total", 0) >= 1, "first anchor")
+    wait_for(
+        lambda: _metrics(server).get("govern_ledger_anchors_total", 0) >= 1, 30, "first anchor"
+    )
 
     chain.stop()
     decide(20)  # data flows while the chain is down
-    _until(lambda: _metrics(server).get("govern_ledger_anchor_chain_up") == 0, "chain_up 0")
+    wait_for(lambda: _metrics(server).get("govern_ledger_anchor_chain_up") == 0, 30, "chain_up 0")
     down = _metrics(server)
     assert down["govern_ledger_anchor_failures_total"] >= 1
     assert down["govern_ledger_anchor_lag_entries"] >= 20
@@ -118,8 +112,8 @@ def test_decisions_flow_while_the_chain_is_down_and_anchoring_catches_up(
 
     chain.start()
     # Backoff started at 1 s and doubles; the outage was short, so the retry comes soon.
-    _until(lambda: _metrics(server).get("govern_ledger_anchor_chain_up") == 1, "chain_up 1", 60)
-    _until(lambda: _metrics(server)["govern_ledger_anchor_lag_entries"] == 0, "no lag", 30)
+    wait_for(lambda: _metrics(server).get("govern_ledger_anchor_chain_up") == 1, 60, "chain_up 1")
+    wait_for(lambda: _metrics(server)["govern_ledger_anchor_lag_entries"] == 0, 30, "no lag")
     up = _metrics(server)
     assert up["govern_ledger_anchored_tree_size"] >= down["govern_ledger_tree_size"]
     verified = server.cli("ledger", "verify")  # anchors checked on the node

@@ -52,23 +52,19 @@ class MaskCache:
     def _version_dir(self, path: Path) -> Path:
         return self.folder / hashlib.sha256(str(path).encode()).hexdigest()[:32]
 
-    def _file(self, info: DatasetInfo, column: str) -> Path | None:
-        try:
-            st = os.stat(info.path)
-        except OSError:
-            return None
-        key = hashlib.sha256(f"{column}\0{info.mask_salt}".encode()).hexdigest()[:32]
-        name = f"{key}.{st.st_size}-{st.st_mtime_ns}-{st.st_ino}.parquet"
-        return self._version_dir(info.path) / name
-
     def ready(self, info: DatasetInfo, columns: Iterable[str]) -> dict[str, Path]:
         """The kept files of ``columns`` that exist for the version file as it is now; a
         build starts in the background for each that does not."""
+        try:
+            st = os.stat(info.path)
+        except OSError:
+            return {}
+        identity = f"{st.st_size}-{st.st_mtime_ns}-{st.st_ino}"
+        folder = self._version_dir(info.path)
         out: dict[str, Path] = {}
         for column in columns:
-            target = self._file(info, column)
-            if target is None:
-                continue
+            key = hashlib.sha256(f"{column}\0{info.mask_salt}".encode()).hexdigest()[:32]
+            target = folder / f"{key}.{identity}.parquet"
             if target.exists():
                 out[column] = target
                 continue
